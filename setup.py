@@ -1,0 +1,45 @@
+"""ament_python package that also installs with plain pip (``pip install -e .``).
+
+colcon puts the data files under ``share/fusionsam_ros``; pip puts them under the
+venv's ``share/fusionsam_ros`` too, and the code finds config files either there or
+in the source tree (see ``fusionsam_ros.paths``).
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fusionsam_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["fusionsam_model*", "fusionsam_ros*", "training*"]),
+    package_data={"fusionsam_model": ["weights/*.pt"], "training": ["configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="FusionSAM ROS 2 team",
+    maintainer_email="dev@fusionsam-ros.invalid",
+    description="ROS 2 RGB-thermal FusionSAM segmentation node, training, evaluation and export",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "fusionsam_node = fusionsam_ros.node:main",
+            "fusionsam-synth = fusionsam_model.synth:main",
+            "fusionsam-bench = fusionsam_model.bench:main",
+            "fusionsam-export = fusionsam_model.export:main",
+            "fusionsam-build-engine = fusionsam_model.engine_cache:main",
+            "fusionsam-make-bag = fusionsam_ros.bag_writer:main",
+            "fusionsam-play = fusionsam_ros.bag_player:main",
+            "fusionsam-evaluate = fusionsam_ros.stream_evaluator:main",
+        ],
+    },
+)

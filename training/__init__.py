@@ -1,0 +1,1 @@
+"""Offline training and evaluation of FusionSAM (``train.py``, ``evaluate.py``)."""
