@@ -22,8 +22,8 @@ venv: $(STAMP)
 
 # Reinstalls only when a requirements file or setup.py changed since the last install.
 $(STAMP): requirements.txt requirements-ros.txt setup.py
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+		echo "creating $(VENV) (Python 3.11)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); fi
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQS))
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)

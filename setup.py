@@ -29,7 +29,6 @@ setup(
     maintainer_email="dev@fusionsam-ros.invalid",
     description="ROS 2 RGB-thermal FusionSAM segmentation node, training, evaluation and export",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "fusionsam_node = fusionsam_ros.node:main",

@@ -1,0 +1,156 @@
+"""SAM's image encoder, prompt encoder and mask decoder, adapted to C semantic classes.
+
+We build segment_anything's own modules (so the official checkpoints load key for
+key) but run our own decoder forward: the stock ``MaskDecoder.predict_masks`` repeats
+the image embedding once per prompt (one image, many prompts); here every image of a
+batch has exactly one prompt set, so the batch dimension is shared and nothing is
+repeated. The decoder has C mask tokens (``num_multimask_outputs = C - 1``), one per
+class, so its C low-res maps are the class logits ("full-fledged output tokens").
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+from torch import nn
+
+from .config import PATCH_SIZE, ModelConfig
+from .prompts import SparsePrompts
+
+
+def build_image_encoder(cfg: ModelConfig) -> ImageEncoderViT:
+    """ViT sized for S: positional embeddings and global rel-pos tables are built at g = S/16."""
+    return ImageEncoderViT(
+        img_size=cfg.input_size,
+        patch_size=PATCH_SIZE,
+        embed_dim=cfg.encoder_embed_dim,
+        depth=cfg.encoder_depth,
+        num_heads=cfg.encoder_num_heads,
+        mlp_ratio=cfg.encoder_mlp_ratio,
+        out_chans=cfg.prompt_embed_dim,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=cfg.encoder_window_size,
+        global_attn_indexes=cfg.encoder_global_attn_indexes,
+    )
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1, g0, g0, E) absolute positional embedding -> (1, g, g, E), bicubic like ViTDet."""
+    if pos_embed.shape[1] == grid and pos_embed.shape[2] == grid:
+        return pos_embed
+    x = pos_embed.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(grid, grid), mode="bicubic", align_corners=False)
+    return x.permute(0, 2, 3, 1).to(pos_embed.dtype)
+
+
+def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
+    """(L0, C) relative-position table -> (length, C), linear (as segment_anything does at run time)."""
+    if rel_pos.shape[0] == length:
+        return rel_pos
+    x = rel_pos.float().T[None]  # (1, C, L0)
+    x = F.interpolate(x, size=length, mode="linear", align_corners=False)
+    return x[0].T.contiguous().to(rel_pos.dtype)
+
+
+class SamDecoder(nn.Module):
+    """Prompt encoder + C-token mask decoder + class-presence MLP, batched per image."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        g = cfg.grid_size
+        e = cfg.prompt_embed_dim
+        self.input_size = cfg.input_size
+        self.num_classes = cfg.num_classes
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=e,
+            image_embedding_size=(g, g),
+            input_image_size=(cfg.input_size, cfg.input_size),
+            mask_in_chans=cfg.mask_in_chans,
+        )
+        self.mask_decoder = MaskDecoder(
+            transformer_dim=e,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth,
+                embedding_dim=e,
+                mlp_dim=cfg.decoder_mlp_dim,
+                num_heads=cfg.decoder_heads,
+            ),
+            num_multimask_outputs=cfg.num_classes - 1,
+            iou_head_hidden_dim=e,
+        )
+        # SAM's IoU head scores multimask candidates; with one mask per class it has no
+        # role, and the presence head below replaces it. The IoU token stays: it is part
+        # of the transformer's token set in the official weights.
+        del self.mask_decoder.iou_prediction_head
+        self.presence_head = nn.Sequential(
+            nn.Linear(e, cfg.presence_hidden_dim),
+            nn.ReLU(),
+            nn.Linear(cfg.presence_hidden_dim, 1),
+        )
+
+    def embed_sparse(self, prompts: SparsePrompts | None, batch: int) -> torch.Tensor:
+        """Points and box -> (B, N, E) tokens; ``torch.where`` instead of SAM's boolean
+        index assignment so the graph exports to ONNX."""
+        pe_enc = self.prompt_encoder
+        e = pe_enc.embed_dim
+        weight = pe_enc.point_embeddings[0].weight
+        if prompts is None:
+            return weight.new_zeros((batch, 0, e))
+        s = float(self.input_size)
+        pts = (prompts.points + 0.5) / s
+        lab = prompts.labels[..., None]
+        pe = pe_enc.pe_layer._pe_encoding(pts.to(weight.dtype))
+        not_point = pe_enc.not_a_point_embed.weight
+        neg = pe_enc.point_embeddings[0].weight
+        pos = pe_enc.point_embeddings[1].weight
+        point_tokens = torch.where(
+            lab == -1, not_point, pe + torch.where(lab == 1, pos, neg).to(pe.dtype)
+        )
+        corners = (prompts.boxes.reshape(-1, 2, 2) + 0.5) / s
+        corner_pe = pe_enc.pe_layer._pe_encoding(corners.to(weight.dtype))
+        box_tokens = corner_pe + torch.cat(
+            [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
+        )
+        return torch.cat([point_tokens, box_tokens], dim=1).to(weight.dtype)
+
+    def embed_dense(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Fusion-mask logits (B, 1, S/4, S/4) -> (B, E, g, g); SAM's no-mask token when absent."""
+        pe_enc = self.prompt_encoder
+        if mask_logits is not None:
+            return pe_enc.mask_downscaling(mask_logits)
+        g = pe_enc.image_embedding_size
+        return pe_enc.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, g[0], g[1])
+
+    def forward(
+        self,
+        image_embedding: torch.Tensor,
+        mask_logits: torch.Tensor | None,
+        prompts: SparsePrompts | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, E, g, g) embedding + one prompt set per image -> class logits (B, C, 4g, 4g)
+        and presence logits (B, C)."""
+        dec = self.mask_decoder
+        b = image_embedding.shape[0]
+        sparse = self.embed_sparse(prompts, b)
+        dense = self.embed_dense(mask_logits, b)
+        tokens_out = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([tokens_out[None].expand(b, -1, -1), sparse], dim=1)
+        src = image_embedding + dense
+        pos = self.prompt_encoder.get_dense_pe().to(src.dtype).expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = dec.transformer(src, pos, tokens)
+        class_tokens = hs[:, 1 : 1 + dec.num_mask_tokens, :]
+        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = torch.stack(
+            [mlp(class_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
+            dim=1,
+        )
+        _, uc, uh, uw = upscaled.shape
+        class_logits = (hyper @ upscaled.reshape(b, uc, uh * uw)).reshape(b, -1, uh, uw)
+        presence = self.presence_head(class_tokens).squeeze(-1)
+        return class_logits, presence

@@ -1,0 +1,174 @@
+"""Training-run configuration: YAML file + ``section.key=value`` command-line overrides.
+
+One nested dict with sections ``model`` (ModelConfig fields plus ``class_table`` and
+``sam_checkpoint``), ``data``, ``train``, ``lstg``, ``seg`` and ``loss``. Defaults
+live here so a config file only names what differs; unknown keys are errors so a
+typo never silently trains the wrong thing.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "preset": "tiny",
+        "class_table": "mfnet",
+        "sam_checkpoint": None,  # official SAM .pth for the image encoder (vit_* presets)
+    },
+    "data": {
+        "root": "data/synth",
+        "layout": "auto",
+        "train_split": "train",
+        "val_split": "val",
+        "augment": True,
+        "num_workers": 0,
+        "val_limit": None,  # score only the first N val pairs (None: all)
+        # Generate the synthetic dataset first when root is missing (synth configs only).
+        "generate": None,  # e.g. {num: 600, seed: 0, layout: mfnet}
+    },
+    "train": {
+        "stage": "both",  # lstg | seg | both
+        "batch_size": 4,
+        "precision": "fp32",  # fp32 | bf16 | fp16 (autocast on CUDA only)
+        "grad_clip": 1.0,
+        "seed": 0,
+        "device": "auto",  # auto | cpu | cuda
+        "out_dir": "runs/default",
+        "select_split": "val",  # split that chooses best.pt; never a test split
+        "val_every": 1,  # epochs between validations
+        "log_every": 10,  # steps between TensorBoard scalar writes
+        "image_every": 1,  # epochs between TensorBoard image panels
+        "max_steps_per_epoch": None,  # cap for smoke runs / benchmarks
+        "progress": True,  # tqdm bars
+        "tensorboard": True,
+    },
+    "lstg": {"epochs": 10, "lr": 2e-4, "weight_decay": 0.0, "scheduler": "cosine"},
+    "seg": {"epochs": 100, "lr": 1e-4, "weight_decay": 1e-3, "scheduler": "cosine"},
+    "loss": {
+        # stage 1
+        "l1": 1.0,
+        "codebook": 1.0,
+        "perceptual": 0.5,
+        "perceptual_weights": None,  # torchvision vgg16 state dict; None: offline SSIM+gradient
+        "adversarial": 0.1,
+        "disc_start": 500,  # generator steps before the PatchGAN loss starts
+        "disc_lr": 2e-4,
+        # stage 2
+        "ce": 1.0,
+        "dice": 1.0,
+        "presence": 0.2,
+        "fusion_intensity": 0.5,
+        "fusion_gradient": 0.5,
+        "fusion_mask": 0.5,
+    },
+}
+
+STAGES = ("lstg", "seg", "both")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot run; the message names the key."""
+
+
+def _parse_value(text: str) -> Any:
+    """Override values use YAML scalars: 2, 1e-4, true, null, [1, 2], mfnet."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_override(cfg: dict[str, Any], item: str) -> None:
+    """Apply one ``section.key=value`` (e.g. ``train.epochs=2``) in place."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"override {item!r}: key must be section.key (e.g. train.epochs)")
+    node = cfg
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            if p in node:
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = _parse_value(value)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str = "") -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v, f"{where}{k}.")
+        else:
+            base[k] = v
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Defaults <- YAML file <- overrides, then validated."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections")
+        _merge(cfg, loaded)
+    for item in overrides:
+        apply_override(cfg, item)
+    validate(cfg)
+    return cfg
+
+
+def model_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` section minus the keys that are not ModelConfig fields."""
+    return {
+        k: v for k, v in cfg["model"].items() if k not in ("preset", "class_table", "sam_checkpoint")
+    }
+
+
+def is_test_split(name: str | None) -> bool:
+    """True for any split that is (part of) a test split: test, test_day, test_night, ..."""
+    return name is not None and str(name).lower().startswith("test")
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """Reject bad sections/keys and, above all, any use of a test split for training or selection."""
+    unknown_sections = sorted(set(cfg) - set(DEFAULTS))
+    if unknown_sections:
+        raise ConfigError(f"unknown config section(s) {unknown_sections}; valid: {sorted(DEFAULTS)}")
+    for section, defaults in DEFAULTS.items():
+        if section == "model":
+            continue  # ModelConfig validates its own fields in build_config
+        unknown = sorted(set(cfg[section]) - set(defaults))
+        if unknown:
+            raise ConfigError(f"unknown key(s) {unknown} in section '{section}'; valid: {sorted(defaults)}")
+    train, data = cfg["train"], cfg["data"]
+    if train["stage"] not in STAGES:
+        raise ConfigError(f"train.stage must be one of {STAGES}, got {train['stage']!r}")
+    if train["precision"] not in PRECISIONS:
+        raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}")
+    for key, split in (
+        ("train.select_split", train["select_split"]),
+        ("data.val_split", data["val_split"]),
+        ("data.train_split", data["train_split"]),
+    ):
+        if is_test_split(split):
+            raise ConfigError(
+                f"{key}={split!r} refused: a test split must never be used to train or to select "
+                "checkpoints (use the val split; score test only with training/evaluate.py)"
+            )
+    if train["select_split"] != data["val_split"]:
+        raise ConfigError(
+            f"train.select_split={train['select_split']!r} must equal data.val_split="
+            f"{data['val_split']!r}: best.pt is chosen on the validation split"
+        )
+    if int(train["batch_size"]) < 1:
+        raise ConfigError(f"train.batch_size must be >= 1, got {train['batch_size']}")
+    for stage in ("lstg", "seg"):
+        if int(cfg[stage]["epochs"]) < 0:
+            raise ConfigError(f"{stage}.epochs must be >= 0")
