@@ -59,6 +59,7 @@ class ModelConfig:
     lstg: bool = True  # False: conv stem without quantisation (paper ablation A)
     sam_baseline: bool = False  # SAM encoder on the RGB image + same decoder head
     freeze_image_encoder: bool = False
+    encoder_backprop: bool = False  # frozen encoder: still pass gradients to the fused image
     # thermal normalisation defaults used by the Segmenter
     thermal_range: tuple[float, float] | None = None  # None: per-frame percentile gain
     thermal_percentiles: tuple[float, float] = (1.0, 99.0)

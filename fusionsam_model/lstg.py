@@ -161,7 +161,9 @@ class ConvStem(nn.Module):
         _check_input(x, self.in_channels, "ConvStem.encode")
         z = self.encoder(x)
         zero = z.new_zeros(())
-        indices = torch.zeros(z.shape[0], z.shape[2], z.shape[3], dtype=torch.int64, device=z.device)
+        indices = torch.zeros(
+            z.shape[0], z.shape[2], z.shape[3], dtype=torch.int64, device=z.device
+        )
         return QuantizerOutput(z_q=z, loss=zero, indices=indices, perplexity=zero)
 
     def forward(self, x: Tensor) -> QuantizerOutput:

@@ -27,7 +27,7 @@ class SparsePrompts:
 
     points: torch.Tensor
     labels: torch.Tensor
-    boxes: torch.Tensor
+    boxes: torch.Tensor | None
 
 
 def peak_points(
@@ -79,9 +79,5 @@ def prompts_from_mask(
     if mask_logits.ndim != 4 or mask_logits.shape[1] != 1:
         raise ValueError(f"mask_logits must be (B, 1, m, m), got {tuple(mask_logits.shape)}")
     points, labels = peak_points(mask_logits, input_size, num_points)
-    boxes = (
-        mask_box(mask_logits, input_size)
-        if use_box
-        else mask_logits.new_zeros((mask_logits.shape[0], 4), dtype=torch.float32)
-    )
+    boxes = mask_box(mask_logits, input_size) if use_box else None
     return SparsePrompts(points=points, labels=labels, boxes=boxes)

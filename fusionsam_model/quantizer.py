@@ -57,7 +57,9 @@ class VectorQuantizer(nn.Module):
     ) -> None:
         super().__init__()
         if num_codes < 1 or dim < 1:
-            raise ValueError(f"VectorQuantizer: num_codes ({num_codes}) and dim ({dim}) must be >= 1")
+            raise ValueError(
+                f"VectorQuantizer: num_codes ({num_codes}) and dim ({dim}) must be >= 1"
+            )
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"VectorQuantizer: decay must be in [0, 1), got {decay}")
         self.num_codes = num_codes

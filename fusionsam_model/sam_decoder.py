@@ -111,11 +111,14 @@ class SamDecoder(nn.Module):
         point_tokens = torch.where(
             lab == -1, not_point, pe + torch.where(lab == 1, pos, neg).to(pe.dtype)
         )
-        corners = (prompts.boxes.reshape(-1, 2, 2) + 0.5) / s
-        corner_pe = pe_enc.pe_layer._pe_encoding(corners.to(weight.dtype))
-        box_tokens = corner_pe + torch.cat(
-            [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
-        )
+        if prompts.boxes is None:  # SAM pads points-only prompts with one "not a point"
+            box_tokens = not_point[None].expand(batch, 1, e).to(pe.dtype)
+        else:
+            corners = (prompts.boxes.reshape(-1, 2, 2) + 0.5) / s
+            corner_pe = pe_enc.pe_layer._pe_encoding(corners.to(weight.dtype))
+            box_tokens = corner_pe + torch.cat(
+                [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
+            )
         return torch.cat([point_tokens, box_tokens], dim=1).to(weight.dtype)
 
     def embed_dense(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:

@@ -261,8 +261,6 @@ def write_bag(
                 data = _serialize(topic, cache[index], frames[index], thermal_encoding)
                 writer.write(connections[topic], time_ns, data)
                 written[topic] += 1
-                if all(c > index for c in (written[t] for t in TOPIC_TYPES)):
-                    pass
                 _evict_finished(cache, written)
     except WriterError as exc:
         raise BagWriteError(f"cannot write bag {out}: {exc}") from exc
@@ -271,7 +269,8 @@ def write_bag(
 
 
 def _evict_finished(cache: dict[int, Any], written: dict[str, int]) -> None:
-    """Drop samples whose four messages are all written (topics advance roughly together)."""
+    """Drop samples whose four messages are all written; a sample evicted too early (thermal
+    jitter larger than the frame period reorders frames) is simply loaded again."""
     done_below = min(written.values())
     for index in [i for i in cache if i < done_below]:
         del cache[index]

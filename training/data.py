@@ -51,7 +51,9 @@ class PairTransform:
             from fusionsam_model.augment import augment_pair
 
             rgb, thermal, label = augment_pair(rgb, thermal, label, rng)
-        rgb_t, th_t, box = preprocess_pair(rgb, thermal, self.size, self.thermal_range, self.percentiles)
+        rgb_t, th_t, box = preprocess_pair(
+            rgb, thermal, self.size, self.thermal_range, self.percentiles
+        )
         rh, rw = box.resized_hw
         valid = np.zeros((1, self.size, self.size), np.float32)
         valid[:, :rh, :rw] = 1.0

@@ -109,7 +109,9 @@ def fusion_losses(
     return (inten * w).sum() / norm, (grad * w).sum() / norm
 
 
-def foreground_target(labels: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def foreground_target(
+    labels: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft foreground fraction and validity at the mask size (area pooling of (B,H,W) labels).
 
     Foreground = any labelled non-background class, the region the fusion mask

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "max_steps_per_epoch": None,  # cap for smoke runs / benchmarks
         "progress": True,  # tqdm bars
         "tensorboard": True,
+        "keep_epoch_checkpoints": False,  # also keep a copy of last.pt per epoch
     },
     "lstg": {"epochs": 10, "lr": 2e-4, "weight_decay": 0.0, "scheduler": "cosine"},
     "seg": {"epochs": 100, "lr": 1e-4, "weight_decay": 1e-3, "scheduler": "cosine"},
@@ -127,7 +128,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 def model_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
     """The ``model`` section minus the keys that are not ModelConfig fields."""
     return {
-        k: v for k, v in cfg["model"].items() if k not in ("preset", "class_table", "sam_checkpoint")
+        k: v
+        for k, v in cfg["model"].items()
+        if k not in ("preset", "class_table", "sam_checkpoint")
     }
 
 
@@ -140,18 +143,24 @@ def validate(cfg: dict[str, Any]) -> None:
     """Reject bad sections/keys and, above all, any use of a test split for training or selection."""
     unknown_sections = sorted(set(cfg) - set(DEFAULTS))
     if unknown_sections:
-        raise ConfigError(f"unknown config section(s) {unknown_sections}; valid: {sorted(DEFAULTS)}")
+        raise ConfigError(
+            f"unknown config section(s) {unknown_sections}; valid: {sorted(DEFAULTS)}"
+        )
     for section, defaults in DEFAULTS.items():
         if section == "model":
             continue  # ModelConfig validates its own fields in build_config
         unknown = sorted(set(cfg[section]) - set(defaults))
         if unknown:
-            raise ConfigError(f"unknown key(s) {unknown} in section '{section}'; valid: {sorted(defaults)}")
+            raise ConfigError(
+                f"unknown key(s) {unknown} in section '{section}'; valid: {sorted(defaults)}"
+            )
     train, data = cfg["train"], cfg["data"]
     if train["stage"] not in STAGES:
         raise ConfigError(f"train.stage must be one of {STAGES}, got {train['stage']!r}")
     if train["precision"] not in PRECISIONS:
-        raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}")
+        raise ConfigError(
+            f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}"
+        )
     for key, split in (
         ("train.select_split", train["select_split"]),
         ("data.val_split", data["val_split"]),

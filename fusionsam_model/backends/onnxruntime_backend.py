@@ -1,0 +1,207 @@
+"""The onnxruntime backend: the three exported graphs chained with I/O bound to torch tensors.
+
+Binding torch tensors as the sessions' inputs and outputs keeps the fused image and the
+image embedding on the device between graphs (no host round trip on a GPU), and uses
+the same code path on CPU, which is what the tests here exercise.
+
+Execution providers: on ``device="cpu"`` the CPU provider; on ``cuda[:N]`` TensorRT, then
+CUDA, then CPU, whichever this onnxruntime build has. The choice is logged, and so is
+what each session really got (onnxruntime silently falls back when a provider cannot load).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ..export import read_manifest, resolve_export_dir
+from . import BackendOutput
+
+LOG = logging.getLogger("fusionsam.backends.onnxruntime")
+
+GRAPHS = ("front", "image_encoder", "decoder")
+STAGE_OF_GRAPH = {"front": "front", "image_encoder": "image_encoder", "decoder": "decoder"}
+ORT_TYPES: dict[str, tuple[torch.dtype, type]] = {
+    "tensor(float)": (torch.float32, np.float32),
+    "tensor(float16)": (torch.float16, np.float16),
+}
+
+
+def select_providers(
+    device: torch.device, available: list[str], export_dir: Path, fp16: bool
+) -> list[Any]:
+    """Providers in preference order for ``device``, limited to those this build has."""
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type != "cuda":
+        raise ValueError(f"onnxruntime backend: device must be cpu or cuda[:N], got {device}")
+    index = device.index or 0
+    wanted: list[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        cache = str(export_dir / "ort_trt_cache")
+        wanted.append(
+            (
+                "TensorrtExecutionProvider",
+                {
+                    "device_id": index,
+                    "trt_fp16_enable": True,
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": cache,
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": cache,
+                },
+            )
+        )
+    if "CUDAExecutionProvider" in available:
+        wanted.append(("CUDAExecutionProvider", {"device_id": index}))
+    if not wanted:
+        raise RuntimeError(
+            f"onnxruntime backend on {device}: this onnxruntime build has no GPU provider "
+            f"(available: {available}); install onnxruntime-gpu or use device 'cpu'"
+        )
+    return [*wanted, "CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend:
+    """Runs an export directory (see ``fusionsam_model.export``) with onnxruntime."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        device: str | torch.device = "cpu",
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.export_dir = Path(export_dir)
+        self.manifest = read_manifest(self.export_dir)
+        self.precision = self.manifest["precision"]
+        if precision is not None and precision != self.precision:
+            raise ValueError(
+                f"{self.export_dir} holds {self.precision} graphs but precision={precision!r} "
+                f"was asked; export with{'' if precision == 'fp16' else 'out'} --fp16"
+            )
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
+        self.input_size = int(self.manifest["input_size"])
+        self.num_classes = int(self.manifest["num_classes"])
+        self.batch_size = int(self.manifest["batch_size"])
+        available = ort.get_available_providers()
+        providers = select_providers(self.device, available, self.export_dir, self.precision == "fp16")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for graph in GRAPHS:
+            path = self.export_dir / self.manifest["graphs"][graph]["file"]
+            self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
+        got = self.sessions["image_encoder"].get_providers()
+        LOG.info(
+            "onnxruntime %s on %s: providers %s (asked %s, this build has %s)",
+            ort.__version__,
+            self.device,
+            got,
+            [p if isinstance(p, str) else p[0] for p in providers],
+            available,
+        )
+        self.providers = got
+        self._io = {g: self._describe(s) for g, s in self.sessions.items()}
+
+    @staticmethod
+    def _describe(session: ort.InferenceSession) -> dict[str, dict[str, tuple]]:
+        """name -> (shape, torch dtype, numpy dtype) for inputs and outputs."""
+        io: dict[str, dict[str, tuple]] = {"inputs": {}, "outputs": {}}
+        for kind, values in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+            for v in values:
+                if v.type not in ORT_TYPES:
+                    raise RuntimeError(f"unsupported ONNX tensor type {v.type} for {v.name}")
+                io[kind][v.name] = (tuple(int(d) for d in v.shape), *ORT_TYPES[v.type])
+        return io
+
+    def _run(self, graph: str, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One graph; inputs the graph does not declare (e.g. pruned ones) are skipped."""
+        session, io = self.sessions[graph], self._io[graph]
+        binding = session.io_binding()
+        dev_type, dev_id = self.device.type, self.device.index or 0
+        keep = []  # the converted inputs must stay alive until the run is over
+        for name, (shape, tdtype, ndtype) in io["inputs"].items():
+            t = feeds[name].to(self.device, tdtype).contiguous()
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{graph}.onnx input {name}: expected {shape}, got {tuple(t.shape)}")
+            keep.append(t)
+            binding.bind_input(name, dev_type, dev_id, ndtype, list(shape), t.data_ptr())
+        outputs = {}
+        for name, (shape, tdtype, ndtype) in io["outputs"].items():
+            out = torch.empty(shape, dtype=tdtype, device=self.device)
+            binding.bind_output(name, dev_type, dev_id, ndtype, list(shape), out.data_ptr())
+            outputs[name] = out
+        if dev_type == "cuda":
+            torch.cuda.synchronize(self.device)  # inputs written by torch's stream are ready
+        session.run_with_iobinding(binding)
+        return outputs
+
+    def _timed(self, timings: dict[str, float], graph: str, feeds: dict[str, torch.Tensor]):
+        t0 = time.perf_counter()
+        out = self._run(graph, feeds)
+        stage = STAGE_OF_GRAPH[graph]
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+        return out
+
+    def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
+        """Any batch: split into the graphs' static batch, the last chunk padded by repetition."""
+        n, b = rgb.shape[0], self.batch_size
+        timings: dict[str, float] = {}
+        parts: list[dict[str, torch.Tensor]] = []
+        for start in range(0, n, b):
+            idx = torch.arange(start, start + b).clamp(max=n - 1)
+            front = self._timed(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
+            enc = self._timed(timings, "image_encoder", {"fused": front["fused"]})
+            dec = self._timed(
+                timings,
+                "decoder",
+                {"image_embedding": enc["image_embedding"], "mask_logits": front["mask_logits"]},
+            )
+            keep = min(b, n - start)
+            parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
+
+        def cat(key: str) -> torch.Tensor:
+            return torch.cat([p[key] for p in parts]).float()
+
+        return BackendOutput(
+            class_logits=cat("class_logits"),
+            presence=cat("presence"),
+            fused=cat("fused"),
+            mask_logits=cat("mask_logits"),
+            timings=timings,
+        )
+
+
+def make_onnxruntime_backend(
+    model_or_path: Any,
+    device: str = "cpu",
+    precision: str = "fp32",
+    input_size: int | None = None,
+    threads: int | None = None,
+    cache_dir: str | Path | None = None,
+    **_: Any,
+) -> OnnxRuntimeBackend:
+    """From an export directory, a checkpoint path or a FusionSAM model (exported once, cached)."""
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"onnxruntime backend supports precision fp32 or fp16, got {precision!r}")
+    export_dir = resolve_export_dir(
+        model_or_path,
+        input_size=input_size,
+        fp16=precision == "fp16",
+        cache_root=Path(cache_dir) if cache_dir else None,
+    )
+    return OnnxRuntimeBackend(export_dir, device=device, precision=precision, threads=threads)

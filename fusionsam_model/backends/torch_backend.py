@@ -1,0 +1,80 @@
+"""The PyTorch backend: runs a ``FusionSAM`` module stage by stage and times each stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from ..model import FusionSAM
+from . import BackendOutput
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+T = TypeVar("T")
+
+
+def parse_precision(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+class TorchBackend:
+    """Eager PyTorch on CPU or CUDA, in fp32 / fp16 / bf16."""
+
+    name = "torch"
+
+    def __init__(self, model: FusionSAM, device: str | torch.device = "cpu", precision: str = "fp32"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
+        self.dtype = parse_precision(precision)
+        self.precision = precision
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.input_size = model.config.input_size
+        self.num_classes = model.config.num_classes
+
+    def _timed(self, timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and add its wall time in ms; CUDA is synchronised so the time is real."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+        return out
+
+    @torch.inference_mode()
+    def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
+        m = self.model
+        timings: dict[str, float] = {}
+        rgb = rgb.to(self.device, self.dtype, non_blocking=True)
+        thermal = thermal.to(self.device, self.dtype, non_blocking=True)
+        latents = self._timed(timings, "lstg", lambda: m.encode_latents(rgb, thermal))
+        front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb))
+        embedding = self._timed(timings, "image_encoder", lambda: m.encode_image(front.fused))
+        logits, presence = self._timed(
+            timings, "decoder", lambda: m.decode(embedding, front.mask_logits)
+        )
+        return BackendOutput(
+            class_logits=logits.float(),
+            presence=presence.float(),
+            fused=front.fused.float(),
+            mask_logits=front.mask_logits.float(),
+            timings=timings,
+        )
+
+
+def make_torch_backend(model: FusionSAM, **kw: Any) -> TorchBackend:
+    if not isinstance(model, FusionSAM):
+        raise TypeError(f"the torch backend needs a FusionSAM model, got {type(model).__name__}")
+    return TorchBackend(model, **kw)

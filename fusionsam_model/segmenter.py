@@ -1,0 +1,157 @@
+"""Inference API: camera images in, class-id image and fused image out, at the input size.
+
+``Segmenter`` owns the shared pre/post-processing and a backend (torch now; the export
+work adds onnxruntime / tensorrt); the ROS node, the evaluators and the benchmark all
+go through it so they measure and publish the same thing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import Backend, make_backend
+from .classes import ClassTable, get_class_table
+from .preprocess import (
+    Letterbox,
+    ThermalRange,
+    preprocess_batch,
+    unletterbox_image,
+    unletterbox_labels,
+)
+
+BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "fusionsam_tiny_synth.pt"
+
+STAGES = ("preprocess", "lstg", "fmp", "image_encoder", "decoder", "postprocess")
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (H, W) uint8 class ids at the input size
+    fused: np.ndarray  # (H, W, 3) uint8 fused RGB-thermal image
+    probs: np.ndarray | None  # (C, H, W) float32 when asked for
+    timings: dict[str, float]  # ms per stage (see STAGES) and "total"
+
+
+class Segmenter:
+    """A ready-to-run model: ``predict(rgb, thermal)`` for any H x W."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        class_table: ClassTable,
+        thermal_range: ThermalRange | None = None,
+        thermal_percentiles: tuple[float, float] = (1.0, 99.0),
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if backend.num_classes != class_table.num_classes:
+            raise ValueError(
+                f"backend predicts {backend.num_classes} classes but class table "
+                f"{class_table.name!r} has {class_table.num_classes}"
+            )
+        self.backend = backend
+        self.class_table = class_table
+        self.thermal_range = thermal_range
+        self.thermal_percentiles = thermal_percentiles
+        self.metadata = metadata or {}
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def input_size(self) -> int:
+        return self.backend.input_size
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path = BUNDLED_CHECKPOINT,
+        device: str = "cpu",
+        precision: str = "fp32",
+        backend: str = "torch",
+        thermal_range: ThermalRange | None = None,
+        **kw: Any,
+    ) -> Segmenter:
+        """Load a project checkpoint. ``thermal_range=None`` uses the checkpoint's own
+        default (fixed range or per-frame auto gain). Extra ``kw`` go to the backend
+        (e.g. the exported-graph directory of an onnxruntime / tensorrt backend)."""
+        from .checkpoint import load_checkpoint
+
+        model, table, meta = load_checkpoint(path, map_location="cpu")
+        cfg = model.config
+        source: Any = model if backend == "torch" else kw.pop("model_path", model)
+        engine = make_backend(backend, source, device=device, precision=precision, **kw)
+        return cls(
+            engine,
+            table,
+            thermal_range=thermal_range if thermal_range is not None else cfg.thermal_range,
+            thermal_percentiles=cfg.thermal_percentiles,
+            metadata=meta,
+        )
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str = "tiny",
+        class_table: str | ClassTable = "mfnet",
+        input_size: int | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        thermal_range: ThermalRange | None = None,
+        seed: int | None = 0,
+        **overrides: Any,
+    ) -> Segmenter:
+        """An untrained model (random weights) of a preset: for benchmarks, tests, plumbing."""
+        from .config import build_config
+        from .model import FusionSAM
+
+        table = get_class_table(class_table) if isinstance(class_table, str) else class_table
+        cfg = build_config(preset, input_size=input_size, num_classes=table.num_classes, **overrides)
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = FusionSAM(cfg)
+        engine = make_backend("torch", model, device=device, precision=precision)
+        return cls(engine, table, thermal_range=thermal_range, thermal_percentiles=cfg.thermal_percentiles)
+
+    def predict(
+        self, rgb: np.ndarray, thermal: np.ndarray, return_probs: bool = False
+    ) -> Prediction:
+        """rgb (H, W, 3) uint8 RGB order; thermal (H, W) uint8 / uint16 / float."""
+        return self.predict_batch([rgb], [thermal], return_probs)[0]
+
+    def predict_batch(
+        self,
+        rgbs: Sequence[np.ndarray],
+        thermals: Sequence[np.ndarray],
+        return_probs: bool = False,
+    ) -> list[Prediction]:
+        """Several pairs (sizes may differ) in one network call; timings are per batch."""
+        t0 = time.perf_counter()
+        rgb, thermal, boxes = preprocess_batch(
+            rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles
+        )
+        t1 = time.perf_counter()
+        out = self.backend.infer(rgb, thermal)
+        t2 = time.perf_counter()
+        results = [
+            self._postprocess(out.class_logits[i], out.fused[i], box, return_probs)
+            for i, box in enumerate(boxes)
+        ]
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, **out.timings, "postprocess": (t3 - t2) * 1e3}
+        timings["total"] = (t3 - t0) * 1e3
+        return [Prediction(labels, fused, probs, dict(timings)) for labels, fused, probs in results]
+
+    @staticmethod
+    def _postprocess(
+        logits: torch.Tensor, fused: torch.Tensor, box: Letterbox, return_probs: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        labels, probs = unletterbox_labels(logits, box, return_probs)
+        return labels, unletterbox_image(fused, box), probs

@@ -1,0 +1,320 @@
+"""fusionsam_node: synchronised RGB + thermal in, semantic mask and fused image out.
+
+Threading: a SingleThreadedExecutor runs the subscription, pairing and diagnostics
+callbacks, which only check headers and store the newest pair in a one-slot mailbox;
+one worker thread takes pairs from it, runs the model and publishes. A
+MultiThreadedExecutor would not help: the model already has its own thread, the
+callbacks take microseconds, and the mailbox (not executor scheduling) is what gives
+the drop-the-stale-pair behaviour.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from . import image_conversion as conv
+from .diagnostics import PipelineStats, diagnostic_array
+from .latest_pair import LatestPairMailbox
+from .params import NodeParams, ParameterError, declare_and_read
+from .sync import make_pairer, stamp_ns
+
+NODE_NAME = "fusionsam_node"
+DIAGNOSTIC_NAME = "fusionsam_node: pipeline"
+LOG_THROTTLE_S = 5.0
+EXIT_BAD_PARAMETER = 2
+EXIT_MODEL_LOAD_FAILED = 3
+OUTPUT_TOPICS = {
+    "semantic": "fusionsam/semantic",
+    "color": "fusionsam/semantic_color",
+    "overlay": "fusionsam/overlay",
+    "fused": "fusionsam/fused_image",
+}
+
+
+class ModelLoadError(RuntimeError):
+    """The checkpoint is missing or cannot be run; the message names the file and why."""
+
+
+def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
+    """Build the Segmenter the parameters ask for, or raise ModelLoadError naming the file."""
+    from fusionsam_model import segmenter as segmenter_module
+
+    path = Path(params.checkpoint).expanduser() if params.checkpoint else None
+    path = path or Path(segmenter_module.BUNDLED_CHECKPOINT)
+    if not path.is_file():
+        hint = "" if params.checkpoint else " (the bundled model is missing from this install)"
+        raise ModelLoadError(f"checkpoint {path}: file not found{hint}")
+    try:
+        segmenter = segmenter_module.Segmenter.from_checkpoint(
+            path, device=params.device, precision=params.precision, backend=params.backend
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"checkpoint {path}: cannot load with backend={params.backend} device={params.device} "
+            f"precision={params.precision}: {type(exc).__name__}: {exc}"
+        ) from exc
+    table = segmenter.class_table.name
+    if params.class_table and params.class_table != table:
+        raise ModelLoadError(
+            f"checkpoint {path}: parameter class_table={params.class_table!r} disagrees with the "
+            f"checkpoint's class table {table!r}; leave it empty or train for {params.class_table}"
+        )
+    # thermal normalisation: "checkpoint" keeps what the model was trained with
+    if params.thermal_range == "auto":
+        segmenter.thermal_range = None  # per-frame percentile gain
+        segmenter.thermal_percentiles = params.thermal_auto_gain
+    elif params.thermal_range != "checkpoint":
+        segmenter.thermal_range = params.thermal_range
+    try:  # fail at start-up, not on the first camera frame
+        segmenter.predict(np.zeros((64, 80, 3), np.uint8), np.zeros((64, 80), np.uint8))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"checkpoint {path}: loads but a test inference fails: {type(exc).__name__}: {exc}"
+        ) from exc
+    return segmenter, path
+
+
+def blend_overlay(rgb: np.ndarray, colors: np.ndarray, labels: np.ndarray, alpha: float) -> np.ndarray:
+    """Palette over the RGB image; class 0 (unlabeled) pixels keep the camera image."""
+    rgb = np.ascontiguousarray(rgb)
+    out = cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0)
+    np.copyto(out, rgb, where=(labels == 0)[..., None])
+    return out
+
+
+class FusionSAMNode(Node):
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.params = declare_and_read(self)
+        self.segmenter, self.checkpoint_path = load_segmenter(self.params)
+        self.class_table = self.segmenter.class_table
+        self._palette = self.class_table.palette_array()
+        self.stats = PipelineStats()
+        self.mailbox: LatestPairMailbox[tuple[Image, Image]] = LatestPairMailbox()
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._resize_logged = False
+        p = self.params
+
+        self.pairer = make_pairer(p.sync_queue_size, p.sync_slop_s, self._on_pair)
+        if self.pairer.impl == "message_filters":
+            self.get_logger().info("pairing with message_filters.ApproximateTimeSynchronizer")
+        else:
+            self.get_logger().info(
+                "message_filters not importable: pairing with fusionsam_ros.sync."
+                "ApproximateTimePairer (same approximate-time policy)"
+            )
+        if conv.CONVERSION_IMPL == "cv_bridge":
+            self.get_logger().info("converting images with cv_bridge")
+        else:
+            self.get_logger().info(
+                "cv_bridge not importable: converting images with fusionsam_ros.image_conversion"
+            )
+
+        if p.qos == "sensor_data":
+            sub_qos = QoSProfile(
+                depth=p.qos_depth,
+                reliability=qos_profile_sensor_data.reliability,
+                history=HistoryPolicy.KEEP_LAST,
+                durability=qos_profile_sensor_data.durability,
+            )
+        else:
+            sub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        # Reliable publishers match both best-effort and reliable subscribers (RViz, tools).
+        pub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Image, p.rgb_topic, self._on_rgb, sub_qos)
+        self.create_subscription(Image, p.thermal_topic, self._on_thermal, sub_qos)
+        wanted = {
+            "semantic": p.publish_semantic,
+            "color": p.publish_color,
+            "overlay": p.publish_overlay,
+            "fused": p.publish_fused,
+        }
+        self.publishers_by_output = {
+            key: self.create_publisher(Image, OUTPUT_TOPICS[key], pub_qos)
+            for key, on in wanted.items()
+            if on
+        }
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+
+        self._worker = threading.Thread(target=self._worker_loop, name="fusionsam_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: model {self.checkpoint_path} ({self.segmenter.backend_name}, {p.device}, "
+            f"{p.precision}, classes {self.class_table.name}); "
+            f"inputs {self.resolve_topic_name(p.rgb_topic)} + "
+            f"{self.resolve_topic_name(p.thermal_topic)}; "
+            f"outputs {', '.join(OUTPUT_TOPICS[k] for k in self.publishers_by_output) or 'none'}"
+        )
+
+    # --- executor side: cheap checks, pairing, mailbox --------------------------------
+    def _on_rgb(self, msg: Image) -> None:
+        self._on_input(msg, conv.RGB_ENCODINGS, "RGB", self.pairer.add_rgb)
+
+    def _on_thermal(self, msg: Image) -> None:
+        self._on_input(msg, conv.THERMAL_ENCODINGS, "thermal", self.pairer.add_thermal)
+
+    def _on_input(self, msg: Image, accepted: tuple[str, ...], what: str, add: Any) -> None:
+        try:
+            conv.check_image(msg, accepted, what)
+        except conv.ImageError as exc:
+            self._report_error(exc.kind, str(exc))
+            return
+        add(msg)
+
+    def _on_pair(self, rgb: Image, thermal: Image) -> None:
+        self.mailbox.put((rgb, thermal))
+
+    # --- worker side: conversion, model, publishing ------------------------------------
+    def _worker_loop(self) -> None:
+        while True:
+            pair = self.mailbox.take()
+            if pair is None:
+                return
+            try:
+                self.process_pair(*pair)
+            except conv.ImageError as exc:
+                self._report_error(exc.kind, str(exc))
+            except Exception as exc:  # the node keeps serving the next pair
+                if not rclpy.ok(context=self.context):
+                    return
+                self._report_error(
+                    "inference", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+                )
+
+    def process_pair(self, rgb_msg: Image, thermal_msg: Image) -> dict[str, Image]:
+        """Convert, run the model and publish one pair; returns the published messages."""
+        t0 = time.perf_counter()
+        rgb = conv.rgb_from_image(rgb_msg)
+        thermal = conv.thermal_from_image(thermal_msg)
+        if thermal.shape[:2] != rgb.shape[:2]:
+            if not self._resize_logged:
+                self._resize_logged = True
+                self.get_logger().info(
+                    f"thermal {thermal.shape[1]}x{thermal.shape[0]} resized to the RGB frame "
+                    f"{rgb.shape[1]}x{rgb.shape[0]} (logged once)"
+                )
+            thermal = cv2.resize(thermal, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        t1 = time.perf_counter()
+        prediction = self.segmenter.predict(rgb, thermal)
+        t2 = time.perf_counter()
+        messages = self.render_outputs(rgb, prediction, rgb_msg.header)
+        for key, msg in messages.items():
+            self.publishers_by_output[key].publish(msg)
+        t3 = time.perf_counter()
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(rgb_msg)) / 1e6
+        self.stats.record_publish(latency_ms, (t2 - t1) * 1e3, (t1 - t0 + t3 - t2) * 1e3)
+        return messages
+
+    def render_outputs(self, rgb: np.ndarray, prediction: Any, header: Any) -> dict[str, Image]:
+        """Output images for the enabled topics, each stamped with the RGB header."""
+        labels = prediction.labels
+        out: dict[str, Image] = {}
+        wanted = self.publishers_by_output
+        if "semantic" in wanted:
+            out["semantic"] = conv.array_to_image(labels, "mono8", header)
+        colors = self._palette[labels] if ("color" in wanted or "overlay" in wanted) else None
+        if "color" in wanted:
+            out["color"] = conv.array_to_image(colors, "rgb8", header)
+        if "overlay" in wanted:
+            overlay = blend_overlay(rgb, colors, labels, self.params.overlay_alpha)
+            out["overlay"] = conv.array_to_image(overlay, "rgb8", header)
+        if "fused" in wanted:
+            out["fused"] = conv.array_to_image(prediction.fused, "rgb8", header)
+        return out
+
+    # --- reporting ---------------------------------------------------------------------
+    def _report_error(self, kind: str, message: str) -> None:
+        """Count every bad input; log each kind at most once per LOG_THROTTLE_S."""
+        self.stats.record_error(kind)
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -1e9) < LOG_THROTTLE_S:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last_log[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        more = f" (+{suppressed} more since the last message)" if suppressed else ""
+        self.get_logger().warning(f"skipped input [{kind}]: {message}{more}")
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "pairs_received": self.mailbox.put_count,
+            "dropped_pairs": self.mailbox.dropped,
+            "sync_misses": self.pairer.sync_misses,
+        }
+
+    def _publish_diagnostics(self) -> None:
+        p = self.params
+        info = {
+            "backend": self.segmenter.backend_name,
+            "device": p.device,
+            "precision": p.precision,
+            "model": str(self.checkpoint_path),
+            "class_table": self.class_table.name,
+            "sync_impl": self.pairer.impl,
+            "conversion_impl": conv.CONVERSION_IMPL,
+        }
+        array = diagnostic_array(
+            self.get_clock().now().to_msg(),
+            DIAGNOSTIC_NAME,
+            f"{self.get_fully_qualified_name()} {p.device}",
+            self.stats.report(),
+            self.counters(),
+            info,
+        )
+        self.diagnostics_pub.publish(array)
+
+    def stop_worker(self, timeout_s: float = 10.0) -> bool:
+        """Close the mailbox and join the worker (it finishes the pair in hand first)."""
+        self.mailbox.close()
+        self._worker.join(timeout_s)
+        return not self._worker.is_alive()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    try:
+        node = FusionSAMNode()
+    except ParameterError as exc:
+        logger.fatal(f"invalid {exc}")
+        rclpy.try_shutdown()
+        return EXIT_BAD_PARAMETER
+    except ModelLoadError as exc:
+        logger.fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return EXIT_MODEL_LOAD_FAILED
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        joined = node.stop_worker()
+        if not joined:
+            logger.error("worker thread did not stop within 10 s")
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    logger.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The node's parameters: names, defaults, descriptions and start-up validation.
+
+``PARAMETERS`` is the single list the node declares, ``config/fusionsam.yaml`` mirrors
+and the README documents. ``validate`` is plain Python (no rclpy) so it is unit-tested
+directly; it raises ``ParameterError`` naming the bad parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+QOS_CHOICES = ("sensor_data", "reliable")
+CLASS_TABLE_CHOICES = ("", "mfnet", "fmb")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    dynamic_typing: bool = False  # thermal_range takes a string or a number list
+
+
+PARAMETERS: tuple[Param, ...] = (
+    Param("rgb_topic", "rgb/image", "RGB camera topic (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)"),
+    Param("thermal_topic", "thermal/image", "thermal camera topic (mono8, mono16, 16UC1, 32FC1)"),
+    Param("checkpoint", "", "project checkpoint (.pt); empty = the bundled tiny model"),
+    Param("backend", "torch", "inference runtime: torch | onnxruntime | tensorrt"),
+    Param("device", "cpu", "cpu | cuda | cuda:N"),
+    Param("precision", "fp32", "fp32 | fp16 | bf16"),
+    Param(
+        "thermal_range",
+        "checkpoint",
+        "thermal normalisation: 'checkpoint' (as trained), 'auto' (per-frame percentile gain) "
+        "or [lo, hi] in sensor units",
+        dynamic_typing=True,
+    ),
+    Param("thermal_auto_gain", [1.0, 99.0], "percentiles [low, high] of the auto gain"),
+    Param("class_table", "", "'' = the checkpoint's; mfnet | fmb (must agree with the checkpoint)"),
+    Param("sync_slop_s", 0.05, "largest RGB/thermal stamp difference paired, seconds"),
+    Param("sync_queue_size", 10, "messages per stream the synchroniser keeps waiting"),
+    Param("qos", "sensor_data", "input subscription QoS: sensor_data (best effort) | reliable"),
+    Param("qos_depth", 5, "history depth of subscriptions and publishers"),
+    Param("publish_semantic", True, "publish fusionsam/semantic (mono8 class ids)"),
+    Param("publish_color", True, "publish fusionsam/semantic_color (rgb8 palette)"),
+    Param("publish_overlay", True, "publish fusionsam/overlay (rgb8 palette over the RGB image)"),
+    Param("publish_fused", True, "publish fusionsam/fused_image (rgb8 fused RGB-thermal image)"),
+    Param("overlay_alpha", 0.5, "palette weight in the overlay, 0..1"),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages, seconds"),
+)
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+
+
+class ParameterError(ValueError):
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter '{name}': {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    rgb_topic: str
+    thermal_topic: str
+    checkpoint: str
+    backend: str
+    device: str
+    precision: str
+    thermal_range: str | tuple[float, float]  # "checkpoint", "auto" or (lo, hi)
+    thermal_auto_gain: tuple[float, float]
+    class_table: str
+    sync_slop_s: float
+    sync_queue_size: int
+    qos: str
+    qos_depth: int
+    publish_semantic: bool
+    publish_color: bool
+    publish_overlay: bool
+    publish_fused: bool
+    overlay_alpha: float
+    diagnostics_period_s: float
+
+
+def _choice(values: dict, name: str, choices: tuple[str, ...]) -> str:
+    value = values[name]
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ParameterError(name, f"{value!r} is not one of {shown}")
+    return value
+
+
+def _number(values: dict, name: str, lo: float, hi: float = math.inf, integer: bool = False) -> Any:
+    value = values[name]
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ParameterError(name, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not (lo <= value <= hi) or (not integer and not math.isfinite(value)):
+        raise ParameterError(name, f"must be in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, f"must be a list [low, high] of two numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ParameterError(name, f"needs finite low < high, got [{lo}, {hi}]")
+    return lo, hi
+
+
+def _topic(values: dict, name: str) -> str:
+    value = values[name]
+    if not isinstance(value, str) or not re.fullmatch(r"~?/?[A-Za-z_][A-Za-z0-9_/~{}]*", value):
+        raise ParameterError(name, f"{value!r} is not a valid ROS topic name")
+    return value
+
+
+def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
+    """Defaults + overrides -> NodeParams; the first bad value raises ParameterError."""
+    values = dict(DEFAULTS)
+    unknown = sorted(set(overrides or {}) - set(values))
+    if unknown:
+        raise ParameterError(unknown[0], f"unknown parameter; known: {', '.join(DEFAULTS)}")
+    values.update(overrides or {})
+
+    device = values["device"]
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ParameterError("device", f"{device!r} is not cpu, cuda or cuda:N")
+    thermal_range = values["thermal_range"]
+    if isinstance(thermal_range, str):
+        if thermal_range not in ("checkpoint", "auto"):
+            raise ParameterError(
+                "thermal_range", f"{thermal_range!r} is not 'checkpoint', 'auto' or [lo, hi]"
+            )
+    else:
+        thermal_range = _pair("thermal_range", thermal_range)
+    gain = _pair("thermal_auto_gain", values["thermal_auto_gain"])
+    if not (0.0 <= gain[0] and gain[1] <= 100.0):
+        raise ParameterError("thermal_auto_gain", f"percentiles must lie in [0, 100], got {list(gain)}")
+    for flag in ("publish_semantic", "publish_color", "publish_overlay", "publish_fused"):
+        if not isinstance(values[flag], bool):
+            raise ParameterError(flag, f"must be true or false, got {values[flag]!r}")
+    checkpoint = values["checkpoint"]
+    if not isinstance(checkpoint, str):
+        raise ParameterError("checkpoint", f"must be a path string, got {checkpoint!r}")
+    return NodeParams(
+        rgb_topic=_topic(values, "rgb_topic"),
+        thermal_topic=_topic(values, "thermal_topic"),
+        checkpoint=checkpoint,
+        backend=_choice(values, "backend", BACKENDS),
+        device=device,
+        precision=_choice(values, "precision", PRECISIONS),
+        thermal_range=thermal_range,
+        thermal_auto_gain=gain,
+        class_table=_choice(values, "class_table", CLASS_TABLE_CHOICES),
+        sync_slop_s=float(_number(values, "sync_slop_s", 0.0, 10.0)),
+        sync_queue_size=_number(values, "sync_queue_size", 1, 1000, integer=True),
+        qos=_choice(values, "qos", QOS_CHOICES),
+        qos_depth=_number(values, "qos_depth", 1, 1000, integer=True),
+        publish_semantic=values["publish_semantic"],
+        publish_color=values["publish_color"],
+        publish_overlay=values["publish_overlay"],
+        publish_fused=values["publish_fused"],
+        overlay_alpha=float(_number(values, "overlay_alpha", 0.0, 1.0)),
+        diagnostics_period_s=float(_number(values, "diagnostics_period_s", 0.01, 3600.0)),
+    )
+
+
+def declare_and_read(node: Any) -> NodeParams:
+    """Declare every parameter on ``node`` (with descriptions) and validate the values."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    values = {}
+    for p in PARAMETERS:
+        descriptor = ParameterDescriptor(
+            description=p.description, read_only=True, dynamic_typing=p.dynamic_typing
+        )
+        try:
+            values[p.name] = node.declare_parameter(p.name, p.default, descriptor).value
+        except Exception as exc:  # rclpy's type errors do not always name the parameter
+            raise ParameterError(p.name, f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(values["thermal_range"], (list, tuple)) or hasattr(values["thermal_range"], "tolist"):
+        values["thermal_range"] = list(values["thermal_range"])
+    return validate(values)

@@ -1,0 +1,478 @@
+"""Streaming evaluation of a running node (`fusionsam-evaluate`).
+
+Subscribes to the label topic of a replayed bag and to the node's mask, pairs them by
+exact stamp (the node copies the RGB header onto its mask; the bag gives labels the
+RGB stamp) and accumulates the same ``ConfusionMatrix`` the offline evaluation uses,
+so with no frame dropped the streaming mIoU equals ``training/evaluate.py`` exactly.
+
+Latency is measured inside this process as *mask arrival - label arrival* for the same
+stamp. A replayed bag carries the recording's stamps, which are far in the past, so
+"stamp to mask" is taken from the moment the frame with that stamp went on the wire:
+the player publishes the label together with the RGB image. This covers pairing wait,
+inference and transport, as a consumer of the mask sees it.
+
+Sample names come from the bag's ``label/name`` topic (std_msgs/Header, frame_id =
+name, same stamp); MFNet-style names (…D / …N) give the day/night split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionsam_model.classes import ClassTable, get_class_table
+from fusionsam_model.metrics import ConfusionMatrix
+from training.evaluate import day_night_of
+
+from .bag_writer import LABEL_TOPIC, NAME_TOPIC
+
+PRED_TOPIC = "fusionsam/semantic"
+OVERLAY_TOPIC = "fusionsam/overlay"
+LATENCY_DEFINITION = (
+    "mask arrival minus arrival of the label with the same stamp (published with the RGB "
+    "frame by the player), both measured in the evaluator process"
+)
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+@dataclass
+class _Pending:
+    arrival: float
+    pixels: np.ndarray
+
+
+@dataclass
+class StreamScorer:
+    """Pairs labels and predictions by stamp and scores each pair once; no ROS in here."""
+
+    class_table: ClassTable
+    max_pending: int = 256  # labels waiting for a mask; older ones count as dropped
+    overall: ConfusionMatrix = field(init=False)
+    splits: dict[str, ConfusionMatrix] = field(init=False)
+    split_frames: dict[str, int] = field(init=False)
+    labels: dict[int, _Pending] = field(default_factory=dict)
+    predictions: dict[int, _Pending] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    unsplit: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    matched: list[dict[str, Any]] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    label_count: int = 0
+    prediction_count: int = 0
+    evicted_labels: int = 0
+    shape_mismatches: list[str] = field(default_factory=list)
+    first_label_arrival: float | None = None
+    last_match_arrival: float | None = None
+
+    def __post_init__(self) -> None:
+        self.overall = ConfusionMatrix(self.class_table)
+        self.splits = {"day": ConfusionMatrix(self.class_table), "night": ConfusionMatrix(self.class_table)}
+        self.split_frames = {"day": 0, "night": 0}
+
+    def add_label(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
+        self.label_count += 1
+        if self.first_label_arrival is None:
+            self.first_label_arrival = arrival
+        if stamp in self.predictions:
+            pred = self.predictions.pop(stamp)
+            self._score(stamp, pred.pixels, pixels, label_arrival=arrival, pred_arrival=pred.arrival)
+            return
+        self.labels[stamp] = _Pending(arrival, pixels)
+        while len(self.labels) > self.max_pending:
+            del self.labels[min(self.labels)]
+            self.evicted_labels += 1
+
+    def add_prediction(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
+        self.prediction_count += 1
+        if stamp in self.labels:
+            label = self.labels.pop(stamp)
+            self._score(stamp, pixels, label.pixels, label_arrival=label.arrival, pred_arrival=arrival)
+        else:
+            self.predictions[stamp] = _Pending(arrival, pixels)
+
+    def add_name(self, stamp: int, name: str) -> None:
+        self.names[stamp] = name
+        if stamp in self.unsplit:
+            pred, label = self.unsplit.pop(stamp)
+            self._score_split(name, pred, label)
+
+    def _score(
+        self, stamp: int, pred: np.ndarray, label: np.ndarray, label_arrival: float, pred_arrival: float
+    ) -> None:
+        if pred.shape != label.shape:
+            self.shape_mismatches.append(f"stamp {stamp}: mask {pred.shape} vs label {label.shape}")
+            return
+        self.overall.update(pred, label)
+        name = self.names.get(stamp)
+        if name is None:
+            self.unsplit[stamp] = (pred, label)  # the name may still be on its way
+        else:
+            self._score_split(name, pred, label)
+        latency_ms = (pred_arrival - label_arrival) * 1e3
+        self.latencies_ms.append(latency_ms)
+        self.matched.append({"stamp_ns": stamp, "latency_ms": round(latency_ms, 3)})
+        self.last_match_arrival = max(pred_arrival, label_arrival)
+
+    def _score_split(self, name: str, pred: np.ndarray, label: np.ndarray) -> None:
+        condition = day_night_of(name)
+        if condition is not None:
+            self.splits[condition].update(pred, label)
+            self.split_frames[condition] += 1
+
+    def _iou_summary(self, cm: ConfusionMatrix, frames: int) -> dict[str, Any]:
+        iou = cm.iou()
+        return {
+            "frames": frames,
+            "miou": _num(cm.miou()),
+            "per_class_iou": {n: _num(iou[i]) for i, n in enumerate(self.class_table.names)},
+        }
+
+    def report(self, stop_reason: str, topics: dict[str, str]) -> dict[str, Any]:
+        for entry in self.matched:
+            entry["name"] = self.names.get(entry["stamp_ns"])
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        span = (
+            self.last_match_arrival - self.first_label_arrival
+            if self.last_match_arrival is not None and self.first_label_arrival is not None
+            else 0.0
+        )
+        matched = len(self.matched)
+        report: dict[str, Any] = {
+            "class_table": self.class_table.name,
+            "protocol": self.class_table.protocol,
+            "topics": topics,
+            "stop_reason": stop_reason,
+            "frames": {
+                "labels": self.label_count,
+                "predictions": self.prediction_count,
+                "matched": matched,
+                "dropped": len(self.labels) + self.evicted_labels,
+                "unmatched_predictions": len(self.predictions),
+                "shape_mismatches": len(self.shape_mismatches),
+                "named": sum(1 for e in self.matched if e["name"] is not None),
+            },
+            "overall": self._iou_summary(self.overall, matched),
+            "latency_ms": {
+                "p50": _num(float(np.percentile(lat, 50))) if lat.size else None,
+                "p99": _num(float(np.percentile(lat, 99))) if lat.size else None,
+                "mean": _num(float(lat.mean())) if lat.size else None,
+                "max": _num(float(lat.max())) if lat.size else None,
+                "definition": LATENCY_DEFINITION,
+            },
+            "rate_pairs_per_s": matched / span if span > 0 else None,
+            "confusion_matrix": self.overall.matrix.tolist(),
+            "matched": self.matched,
+            "dropped_stamps": sorted(self.labels),
+            "unmatched_prediction_stamps": sorted(self.predictions),
+            "shape_mismatch_details": self.shape_mismatches,
+        }
+        for condition, frames in self.split_frames.items():
+            if frames:
+                report[condition] = self._iou_summary(self.splits[condition], frames)
+        return report
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """The few lines a person reads: frames, rate, latency, mIoU overall/day/night."""
+    f = report["frames"]
+    lat = report["latency_ms"]
+    rate = report["rate_pairs_per_s"]
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}"
+
+    def ms(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.0f} ms"
+
+    lines = [
+        f"frames: {f['matched']} scored of {f['labels']} labels; {f['dropped']} dropped "
+        f"(no mask), {f['unmatched_predictions']} masks without label",
+        f"rate: {'n/a' if rate is None else f'{rate:.2f}'} pairs/s; latency p50 {ms(lat['p50'])}, "
+        f"p99 {ms(lat['p99'])}",
+        f"mIoU: {pct(report['overall']['miou'])} overall"
+        + "".join(
+            f", {c} {pct(report[c]['miou'])} ({report[c]['frames']} frames)"
+            for c in ("day", "night")
+            if c in report
+        ),
+        f"protocol: {report['protocol']}",
+        f"stopped: {report['stop_reason']}",
+    ]
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    names = list(report["overall"]["per_class_iou"])
+    columns = [c for c in ("overall", "day", "night") if c in report]
+
+    def cell(x: float | None) -> str:
+        return "–" if x is None else f"{100 * x:.1f}"
+
+    rows = [f"| class | {' | '.join(columns)} |", "|---|" + "---|" * len(columns)]
+    for n in names:
+        rows.append(f"| {n} | " + " | ".join(cell(report[c]["per_class_iou"][n]) for c in columns) + " |")
+    rows.append("| **mIoU** | " + " | ".join(f"**{cell(report[c]['miou'])}**" for c in columns) + " |")
+    rows.append("| frames | " + " | ".join(str(report[c]["frames"]) for c in columns) + " |")
+    f = report["frames"]
+    lat = report["latency_ms"]
+    return "\n".join(
+        [
+            "# FusionSAM streaming evaluation",
+            "",
+            "```",
+            summary_text(report),
+            "```",
+            "",
+            f"Protocol: {report['protocol']}. IoU in percent; – = class absent from labels and masks.",
+            "",
+            *rows,
+            "",
+            "## Frames",
+            "",
+            f"- labels received: {f['labels']}, masks received: {f['predictions']}",
+            f"- scored (paired by exact stamp): {f['matched']}",
+            f"- dropped (label without a mask): {f['dropped']}",
+            f"- masks without a label: {f['unmatched_predictions']}",
+            f"- shape mismatches (not scored): {f['shape_mismatches']}",
+            "",
+            "## Latency",
+            "",
+            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, mean {lat['mean']} ms, max {lat['max']} ms.",
+            f"Definition: {lat['definition']}.",
+            "",
+            "Topics: " + ", ".join(f"{k} = `{v}`" for k, v in report["topics"].items()),
+            "",
+            "![per-class IoU](iou.png)",
+            "",
+            "![latency](latency.png)",
+            "",
+        ]
+    )
+
+
+def write_report(report: dict[str, Any], out: Path, overlays: list[tuple[str, np.ndarray]]) -> None:
+    from . import report_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown_report(report))
+    splits = {c: report[c]["per_class_iou"] for c in ("overall", "day", "night") if c in report}
+    report_plots.iou_bars(splits, out / "iou.png", f"per-class IoU — {report['protocol']}")
+    report_plots.latency_histogram(
+        [m["latency_ms"] for m in report["matched"]], out / "latency.png", "mask latency"
+    )
+    if overlays:
+        for label, image in overlays:
+            report_plots.save_rgb_png(image, out / f"overlay_{label}.png")
+        strip = report_plots.horizontal_strip([image for _, image in overlays])
+        report_plots.save_rgb_png(strip, out / "overlay_strip.png")
+
+
+class OverlayKeeper:
+    """Keeps a bounded, evenly thinned set of overlay frames to pick a strip from at the end."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.seen = 0
+        self.frames: list[tuple[int, np.ndarray]] = []
+
+    def add(self, stamp: int, image: np.ndarray) -> None:
+        if self.seen % self.stride == 0:
+            self.frames.append((stamp, np.array(image, copy=True)))
+            if len(self.frames) > self.capacity:
+                self.frames = self.frames[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def pick(self, count: int) -> list[tuple[int, np.ndarray]]:
+        if count <= 0 or not self.frames:
+            return []
+        idx = np.linspace(0, len(self.frames) - 1, num=min(count, len(self.frames))).round()
+        return [self.frames[int(i)] for i in sorted(set(idx.tolist()))]
+
+
+def evaluator_qos(depth: int = 100) -> Any:
+    """Best effort with a deep history: matches reliable and best-effort publishers alike."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+class StreamEvaluator:
+    """The rclpy side: subscriptions feeding a StreamScorer and an OverlayKeeper."""
+
+    def __init__(
+        self,
+        node: Any,
+        class_table: ClassTable,
+        labels_topic: str = LABEL_TOPIC,
+        pred_topic: str = PRED_TOPIC,
+        names_topic: str = NAME_TOPIC,
+        overlay_topic: str | None = None,
+    ) -> None:
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        self.node = node
+        self.scorer = StreamScorer(class_table)
+        self.overlays = OverlayKeeper()
+        self.last_message = None  # monotonic time of the newest message on any topic
+        self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
+        qos = evaluator_qos()
+        self._subs = [
+            node.create_subscription(Image, labels_topic, self._on_label, qos),
+            node.create_subscription(Image, pred_topic, self._on_prediction, qos),
+            node.create_subscription(Header, names_topic, self._on_name, qos),
+        ]
+        if overlay_topic:
+            self.topics["overlay"] = overlay_topic
+            self._subs.append(node.create_subscription(Image, overlay_topic, self._on_overlay, qos))
+
+    def _mono8(self, msg: Any, what: str) -> np.ndarray:
+        from .image_conversion import check_image, image_to_array
+
+        check_image(msg, ("mono8",), what)
+        return np.array(image_to_array(msg), copy=True)
+
+    def _on_label(self, msg: Any) -> None:
+        now = self._touch()
+        try:
+            pixels = self._mono8(msg, "label")
+        except ValueError as exc:
+            self.node.get_logger().error(f"{self.topics['labels']}: {exc}")
+            return
+        self.scorer.add_label(stamp_ns(msg.header), pixels, now)
+
+    def _on_prediction(self, msg: Any) -> None:
+        now = self._touch()
+        try:
+            pixels = self._mono8(msg, "mask")
+        except ValueError as exc:
+            self.node.get_logger().error(f"{self.topics['predictions']}: {exc}")
+            return
+        self.scorer.add_prediction(stamp_ns(msg.header), pixels, now)
+
+    def _on_name(self, msg: Any) -> None:
+        self._touch()
+        self.scorer.add_name(stamp_ns(msg), msg.frame_id)
+
+    def _on_overlay(self, msg: Any) -> None:
+        from .image_conversion import rgb_from_image
+
+        self._touch()
+        try:
+            self.overlays.add(stamp_ns(msg.header), rgb_from_image(msg))
+        except ValueError as exc:
+            self.node.get_logger().warning(f"overlay: {exc}")
+
+    def _touch(self) -> float:
+        self.last_message = time.monotonic()
+        return self.last_message
+
+    def run(self, count: int | None, idle_timeout_s: float, startup_timeout_s: float) -> str:
+        """Spin until ``count`` frames are scored, or the streams go quiet; returns why."""
+        import rclpy
+
+        started = time.monotonic()
+        while rclpy.ok():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+            now = time.monotonic()
+            if count is not None and len(self.scorer.matched) >= count:
+                return f"count reached: {count} frames scored"
+            if self.last_message is None:
+                if now - started > startup_timeout_s:
+                    return f"nothing arrived within {startup_timeout_s:g} s (is the bag playing?)"
+            elif now - self.last_message > idle_timeout_s:
+                return f"no message for {idle_timeout_s:g} s: the bag ended"
+        return "interrupted"
+
+    def finish(self, stop_reason: str, out: Path, overlays: int = 0) -> dict[str, Any]:
+        report = self.scorer.report(stop_reason, self.topics)
+        if self.scorer.prediction_count == 0 and self.scorer.label_count > 0:
+            report["stop_reason"] += f"; no mask arrived on {self.topics['predictions']} (is the node running?)"
+        picked = self.overlays.pick(overlays)
+        named = [(self.scorer.names.get(stamp) or str(stamp), image) for stamp, image in picked]
+        write_report(report, out, named)
+        return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusionsam-evaluate",
+        description="Score a running FusionSAM node against the label topic of a replayed bag.",
+    )
+    parser.add_argument("--labels", default=LABEL_TOPIC, help="label topic (mono8 class ids)")
+    parser.add_argument("--pred", default=PRED_TOPIC, help="the node's mask topic")
+    parser.add_argument("--names", default=NAME_TOPIC, help="sample-name topic (std_msgs/Header)")
+    parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--count", type=int, default=None, help="stop after N scored frames")
+    parser.add_argument("--timeout", type=float, default=10.0, help="stop after S s without messages")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="give up if nothing arrives in S s"
+    )
+    parser.add_argument("--class-table", default="mfnet", help="mfnet or fmb")
+    parser.add_argument("--overlay-topic", default=OVERLAY_TOPIC)
+    parser.add_argument("--overlays", type=int, default=0, help="save N overlay frames and a strip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.utilities import remove_ros_args
+
+    full_argv = sys.argv if argv is None else ["fusionsam-evaluate", *argv]
+    args = build_parser().parse_args(remove_ros_args(full_argv)[1:])
+    try:
+        class_table = get_class_table(args.class_table)
+    except ValueError as exc:
+        print(f"fusionsam-evaluate: error: --class-table: {exc}", file=sys.stderr)
+        return 2
+    if args.count is not None and args.count <= 0:
+        print(f"fusionsam-evaluate: error: --count must be > 0, got {args.count}", file=sys.stderr)
+        return 2
+    rclpy.init(args=full_argv)
+    node = rclpy.create_node("fusionsam_evaluator")
+    evaluator = StreamEvaluator(
+        node,
+        class_table,
+        labels_topic=args.labels,
+        pred_topic=args.pred,
+        names_topic=args.names,
+        overlay_topic=args.overlay_topic if args.overlays > 0 else None,
+    )
+    print(f"evaluating {args.pred} against {args.labels} ({class_table.name}); waiting for frames")
+    try:
+        reason = evaluator.run(args.count, args.timeout, args.startup_timeout)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    report = evaluator.finish(reason, Path(args.out), overlays=args.overlays)
+    node.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
+    print(summary_text(report))
+    print(f"wrote {Path(args.out) / 'report.json'}, report.md and plots")
+    return 0 if report["frames"]["matched"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

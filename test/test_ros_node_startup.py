@@ -1,0 +1,65 @@
+"""Start-up failures stop fusionsam_node with a message naming the cause and a non-zero
+exit code (so a launch respawn policy can act). The node processes run in parallel."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import start_fusionsam_node, wait_until
+
+from fusionsam_ros.node import EXIT_BAD_PARAMETER, EXIT_MODEL_LOAD_FAILED
+
+
+@pytest.fixture(scope="module")
+def failed_starts(ros_env, tmp_path_factory, tiny_checkpoint):
+    """name -> (exit code, log) for each broken configuration, started side by side."""
+    d = tmp_path_factory.mktemp("startup")
+    broken = d / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    cases = {
+        "broken": dict(checkpoint=broken),
+        "missing": dict(checkpoint=d / "nowhere" / "model.pt"),
+        "backend": dict(checkpoint=tiny_checkpoint, params={"backend": "tensorrt"}),
+        "class_table": dict(checkpoint=tiny_checkpoint, params={"class_table": "fmb"}),
+        "bad_param": dict(checkpoint=tiny_checkpoint, params={"sync_slop_s": -1.0}),
+    }
+    procs = {
+        name: start_fusionsam_node(ros_env, d, name=name, ready_timeout_s=0, **kw)
+        for name, kw in cases.items()
+    }
+    done = wait_until(lambda: all(p.returncode is not None for p in procs.values()), 120.0, 0.2)
+    results = {name: (p.returncode, p.output()) for name, p in procs.items()}
+    for p in procs.values():
+        if p.returncode is None:
+            p.stop()
+    assert done, results
+    return results
+
+
+def test_broken_checkpoint_names_file_and_reason(failed_starts):
+    code, log = failed_starts["broken"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "broken.pt" in log and "truncated or corrupt" in log and "ready:" not in log
+
+
+def test_missing_checkpoint(failed_starts):
+    code, log = failed_starts["missing"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "nowhere/model.pt: file not found" in log
+
+
+def test_unavailable_backend_fails_at_start(failed_starts):
+    code, log = failed_starts["backend"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "backend=tensorrt" in log
+
+
+def test_class_table_must_agree_with_checkpoint(failed_starts):
+    code, log = failed_starts["class_table"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "class_table='fmb' disagrees" in log and "'mfnet'" in log
+
+
+def test_invalid_parameter_is_named(failed_starts):
+    code, log = failed_starts["bad_param"]
+    assert code == EXIT_BAD_PARAMETER, log
+    assert "parameter 'sync_slop_s'" in log
