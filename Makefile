@@ -32,8 +32,9 @@ $(STAMP): requirements.txt requirements-ros.txt setup.py
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Synthetic drive -> rosbag2 -> fusionsam_node -> streaming evaluation, all under runs/demo.
 demo: $(STAMP)
-	@echo "make demo is completed by the rosbag-evaluation work (issue 6); see README."
+	$(PY) -m fusionsam_ros.demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -77,10 +77,15 @@ def augment(
     cfg: AugmentConfig | None = None,
     label_pad: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale, crop (padding with 0 / ``label_pad``), flip all three; jitter each sensor."""
+    """Jitter each sensor, then scale, crop (padding with 0 / ``label_pad``) and flip all three."""
     cfg = cfg or AugmentConfig()
     if not (rgb.shape[:2] == thermal.shape[:2] == label.shape[:2]):
-        raise ValueError(f"misaligned inputs: rgb {rgb.shape}, thermal {thermal.shape}, label {label.shape}")
+        raise ValueError(
+            f"misaligned inputs: rgb {rgb.shape}, thermal {thermal.shape}, label {label.shape}"
+        )
+    # photometry first, so padded borders stay exactly 0 in both images
+    rgb = jitter_rgb(rgb, rng, cfg)
+    thermal = jitter_thermal(thermal, rng, cfg)
     h, w = label.shape
     scale = rng.uniform(*cfg.scale_range)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -98,13 +103,14 @@ def augment(
         rgb, thermal, label = rgb[window], thermal[window], label[window]
     if rng.random() < cfg.hflip_prob:
         rgb, thermal, label = rgb[:, ::-1], thermal[:, ::-1], label[:, ::-1]
-    rgb = jitter_rgb(rgb, rng, cfg)
-    thermal = jitter_thermal(np.ascontiguousarray(thermal), rng, cfg)
-    return rgb, thermal, np.ascontiguousarray(label)
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(thermal), np.ascontiguousarray(label)
 
 
 def augment_sample(
-    sample: Sample, rng: np.random.Generator, class_table: ClassTable, cfg: AugmentConfig | None = None
+    sample: Sample,
+    rng: np.random.Generator,
+    class_table: ClassTable,
+    cfg: AugmentConfig | None = None,
 ) -> Sample:
     rgb, thermal, label = augment(
         sample.rgb, sample.thermal, sample.label, rng, cfg, label_pad_value(class_table)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,13 +73,24 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         raise CheckpointError(f"checkpoint path {path} is a directory, expected a .pt file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (EOFError, zipfile.BadZipFile, RuntimeError, pickle.UnpicklingError, ValueError) as e:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"checkpoint {path} ({size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-            "Download or copy it again, or re-train it."
-        ) from e
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower():
+            raise CheckpointError(
+                f"{path} holds Python objects that safe loading (weights_only=True) refuses; "
+                "it is not a FusionSAM checkpoint or was saved with pickled classes. "
+                "Re-save it with fusionsam_model.checkpoint.save_checkpoint."
+            ) from e
+        raise _corrupt(path, e) from e
+    except Exception as e:  # the unpickler raises many kinds on damaged bytes
+        raise _corrupt(path, e) from e
+
+
+def _corrupt(path: Path, e: Exception) -> CheckpointError:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return CheckpointError(
+        f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt and cannot "
+        f"be read ({type(e).__name__}: {first}). Download or copy it again, or re-train it."
+    )
 
 
 def load_checkpoint(

@@ -58,7 +58,11 @@ def _check_label(label: np.ndarray, path: Path, table: ClassTable) -> np.ndarray
     if top < table.num_classes:
         return label
     ids = np.unique(label)
-    bad = [int(i) for i in ids if i >= table.num_classes and not (i == VOID_LABEL and table.ignore_index is not None)]
+    bad = [
+        int(i)
+        for i in ids
+        if i >= table.num_classes and not (i == VOID_LABEL and table.ignore_index is not None)
+    ]
     if bad:
         raise DatasetError(
             f"label {path} has unexpected ids {bad}; the {table.name} table has ids "
@@ -90,11 +94,15 @@ class MFNetDataset:
         if not split_file.is_file():
             found = sorted(p.stem for p in self.root.glob("*.txt"))
             raise DatasetError(f"missing split file {split_file} (found splits: {found})")
-        self.names = [n.strip().removesuffix(".png") for n in split_file.read_text().splitlines() if n.strip()]
+        self.names = [
+            n.strip().removesuffix(".png") for n in split_file.read_text().splitlines() if n.strip()
+        ]
         for name in self.names:
             for path in (self.image_path(name), self.label_path(name)):
                 if not path.is_file():
-                    raise DatasetError(f"split file {split_file} names {name}, but {path} is missing")
+                    raise DatasetError(
+                        f"split file {split_file} names {name}, but {path} is missing"
+                    )
 
     def image_path(self, name: str) -> Path:
         return self.root / "images" / f"{name}.png"
@@ -110,7 +118,9 @@ class MFNetDataset:
         image_path, label_path = self.image_path(name), self.label_path(name)
         img = _read(image_path)
         if img.ndim != 3 or img.shape[2] != 4:
-            raise DatasetError(f"image {image_path} must be RGBA (thermal in alpha), got shape {img.shape}")
+            raise DatasetError(
+                f"image {image_path} must be RGBA (thermal in alpha), got shape {img.shape}"
+            )
         if img.dtype != np.uint8:
             raise DatasetError(f"image {image_path} must be 8-bit, got {img.dtype}")
         label = _read(label_path)
@@ -139,7 +149,9 @@ class FMBDataset:
         for name in self.names:
             for path in (self.infrared_path(name), self.label_path(name)):
                 if not path.is_file():
-                    raise DatasetError(f"{self.visible_path(name)} has no partner: {path} is missing")
+                    raise DatasetError(
+                        f"{self.visible_path(name)} has no partner: {path} is missing"
+                    )
 
     def visible_path(self, name: str) -> Path:
         return self.root / self.split / "Visible" / f"{name}.png"
@@ -158,7 +170,9 @@ class FMBDataset:
         paths = (self.visible_path(name), self.infrared_path(name), self.label_path(name))
         bgr, infrared, label = (_read(p) for p in paths)
         if bgr.ndim != 3 or bgr.shape[2] not in (3, 4) or bgr.dtype != np.uint8:
-            raise DatasetError(f"visible image {paths[0]} must be 8-bit colour, got {bgr.dtype} {bgr.shape}")
+            raise DatasetError(
+                f"visible image {paths[0]} must be 8-bit colour, got {bgr.dtype} {bgr.shape}"
+            )
         _check_size(name, dict(zip(paths, (bgr, infrared, label), strict=True)))
         rgb = np.ascontiguousarray(bgr[..., 2::-1])
         thermal = _one_channel(infrared, paths[1])
@@ -205,5 +219,7 @@ def open_dataset(root: str | Path, split: str, layout: str = "auto") -> MFNetDat
     try:
         cls = LAYOUT_CLASSES[layout.lower()]
     except KeyError:
-        raise DatasetError(f"unknown dataset layout {layout!r}; choose auto, {', '.join(LAYOUT_CLASSES)}") from None
+        raise DatasetError(
+            f"unknown dataset layout {layout!r}; choose auto, {', '.join(LAYOUT_CLASSES)}"
+        ) from None
     return cls(root, split)

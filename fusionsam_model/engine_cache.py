@@ -109,7 +109,9 @@ def timing_cache_path(cache_dir: Path, key: EngineKey) -> Path:
     return Path(cache_dir) / f"timing-{slug}.cache"
 
 
-def make_sidecar(key: EngineKey, engine_size: int, engine_sha256: str, build_seconds: float) -> dict:
+def make_sidecar(
+    key: EngineKey, engine_size: int, engine_sha256: str, build_seconds: float
+) -> dict:
     return {
         "format": SIDECAR_FORMAT,
         "key": asdict(key),
@@ -145,7 +147,9 @@ def decide(
     if sidecar is None:
         return CacheDecision("build", "engine has no readable sidecar (interrupted build?)")
     if sidecar.get("format") != SIDECAR_FORMAT or not isinstance(sidecar.get("key"), dict):
-        return CacheDecision("build", f"sidecar format {sidecar.get('format')!r} is not {SIDECAR_FORMAT}")
+        return CacheDecision(
+            "build", f"sidecar format {sidecar.get('format')!r} is not {SIDECAR_FORMAT}"
+        )
     cached = sidecar["key"]
     for field, words in _FIELD_WORDS.items():
         want = getattr(expected, field)
@@ -154,7 +158,8 @@ def decide(
             return CacheDecision("build", f"stale engine: {words} (cached {have!r}, now {want!r})")
     if sidecar.get("engine_size") != engine_size:
         return CacheDecision(
-            "build", f"engine file is {engine_size} bytes, sidecar says {sidecar.get('engine_size')}"
+            "build",
+            f"engine file is {engine_size} bytes, sidecar says {sidecar.get('engine_size')}",
         )
     if engine_sha256 is not None and sidecar.get("engine_sha256") != engine_sha256:
         return CacheDecision("build", "engine file content does not match its sidecar sha256")
@@ -260,7 +265,9 @@ def build_engine(onnx_path: Path, fp16: bool, workspace_gb: float, timing_cache:
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineCacheError(f"TensorRT failed to build an engine from {onnx_path} (see log above)")
+        raise EngineCacheError(
+            f"TensorRT failed to build an engine from {onnx_path} (see log above)"
+        )
     write_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
 
@@ -320,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="fusionsam-build-engine",
         description="Build (or load from cache) TensorRT engines for a fusionsam-export directory.",
     )
-    parser.add_argument("--onnx", required=True, type=Path, help="directory written by fusionsam-export")
+    parser.add_argument(
+        "--onnx", required=True, type=Path, help="directory written by fusionsam-export"
+    )
     parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels (recommended)")
     parser.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GB")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: ONNX_DIR/engines")

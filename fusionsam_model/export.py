@@ -71,7 +71,9 @@ class FrontGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, rgb: torch.Tensor, thermal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.forward_front(rgb, thermal)
         return out.fused, out.mask_logits
 
@@ -129,21 +131,27 @@ def model_at_input_size(model: FusionSAM, size: int | None) -> FusionSAM:
     return new
 
 
-def load_source(spec: str, seed: int = 0) -> tuple[FusionSAM, ClassTable | None, dict[str, Any]]:
-    """``preset:NAME`` (random weights, for plumbing and benchmarks) or a checkpoint path."""
+def load_source(
+    spec: str, input_size: int | None = None, seed: int = 0
+) -> tuple[FusionSAM, ClassTable | None, dict[str, Any]]:
+    """``preset:NAME`` (random weights built at ``input_size``) or a checkpoint path."""
     if spec.startswith("preset:"):
         from .classes import MFNET  # noqa: PLC0415
         from .config import build_config  # noqa: PLC0415
 
         preset = spec.split(":", 1)[1]
         torch.manual_seed(seed)
-        model = FusionSAM(build_config(preset, num_classes=MFNET.num_classes)).eval()
-        return model, MFNET, {"preset": preset, "seed": seed, "sha256": None}
+        cfg = build_config(preset, input_size=input_size, num_classes=MFNET.num_classes)
+        return FusionSAM(cfg).eval(), MFNET, {"preset": preset, "seed": seed, "sha256": None}
     from .checkpoint import load_checkpoint  # noqa: PLC0415
 
     path = Path(spec)
     model, table, meta = load_checkpoint(path, map_location="cpu")
-    return model, table, {"path": str(path.resolve()), "sha256": sha256_file(path), "metadata": meta}
+    return (
+        model,
+        table,
+        {"path": str(path.resolve()), "sha256": sha256_file(path), "metadata": meta},
+    )
 
 
 def model_fingerprint(model: FusionSAM) -> str:
@@ -160,7 +168,9 @@ def model_fingerprint(model: FusionSAM) -> str:
 # ----------------------------------------------------------------------------- export
 
 
-def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, name: str, opset: int) -> None:
+def _export_graph(
+    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, name: str, opset: int
+) -> None:
     inputs, outputs = GRAPH_IO[name]
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     external = weight_bytes > EXTERNAL_DATA_BYTES
@@ -216,7 +226,7 @@ def export_model(
     for name in GRAPH_NAMES:
         path = out_dir / f"{name}.onnx"
         start = time.perf_counter()
-        _export_graph(GRAPH_MODULES[name](model), examples[name], path, name, opset)
+        _export_graph(GRAPH_MODULES[name](model).eval(), examples[name], path, name, opset)
         seconds = time.perf_counter() - start
         files = [path.name] + [p.name for p in _external_files(path)]
         graphs[name] = {
@@ -277,7 +287,9 @@ def read_manifest(export_dir: Path, verify_hashes: bool = False) -> dict[str, An
     except ValueError as exc:
         raise ExportError(f"{path} is not valid JSON: {exc}") from exc
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise ExportError(f"{path} has format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}")
+        raise ExportError(
+            f"{path} has format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}"
+        )
     for name in GRAPH_NAMES:
         entry = manifest.get("graphs", {}).get(name)
         if entry is None:
@@ -343,8 +355,15 @@ def resolve_export_dir(
     """An export directory for a backend: given as one, or exported (once) from a model/checkpoint."""
     if isinstance(model_or_path, FusionSAM):
         key = model_fingerprint(model_or_path)
-        return cached_export(model_or_path, key, class_table, input_size, fp16, cache_root=cache_root,
-                             source={"model_sha256": key})
+        return cached_export(
+            model_or_path,
+            key,
+            class_table,
+            input_size,
+            fp16,
+            cache_root=cache_root,
+            source={"model_sha256": key},
+        )
     path = Path(model_or_path)
     if path.is_dir():
         manifest = read_manifest(path)
@@ -355,8 +374,15 @@ def resolve_export_dir(
             )
         return path
     model, table, source = load_source(str(path))
-    return cached_export(model, source["sha256"], table or class_table, input_size, fp16,
-                         cache_root=cache_root, source=source)
+    return cached_export(
+        model,
+        source["sha256"],
+        table or class_table,
+        input_size,
+        fp16,
+        cache_root=cache_root,
+        source=source,
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -381,7 +407,10 @@ def compare_with_torch(model: FusionSAM, export_dir: Path, seed: int = 1) -> dic
         "mask_logits": (out.mask_logits - front.mask_logits).abs().max().item(),
         "class_logits": (out.class_logits - logits).abs().max().item(),
         "presence": (out.presence - presence).abs().max().item(),
-        "class_id_agreement": (out.class_logits.argmax(1) == logits.argmax(1)).float().mean().item(),
+        "class_id_agreement": (out.class_logits.argmax(1) == logits.argmax(1))
+        .float()
+        .mean()
+        .item(),
     }
 
 
@@ -390,32 +419,48 @@ def main(argv: list[str] | None = None) -> int:
         prog="fusionsam-export",
         description="Export a FusionSAM checkpoint to three static-shape ONNX graphs + manifest.json.",
     )
-    parser.add_argument("--checkpoint", required=True,
-                        help="project checkpoint (.pt) or preset:NAME for random weights (e.g. preset:tiny)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="project checkpoint (.pt) or preset:NAME for random weights (e.g. preset:tiny)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--size", type=int, default=None, help="input size S (default: the model's)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="input size S (default: the model's)"
+    )
     parser.add_argument("--fp16", action="store_true", help="export fp16 weights and I/O")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+    )
     parser.add_argument("--batch", type=int, default=1, help="static batch size of the graphs")
-    parser.add_argument("--verify", action="store_true",
-                        help="compare onnxruntime (CPU) with PyTorch on random inputs (fp32 only)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare onnxruntime (CPU) with PyTorch on random inputs (fp32 only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnx_ir", "onnxscript"):  # one INFO line per rewritten constant
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.size is not None and (args.size <= 0 or args.size % 16):
         parser.error(f"--size must be a positive multiple of 16, got {args.size}")
     from .checkpoint import CheckpointError  # noqa: PLC0415
 
     try:
-        model, table, source = load_source(args.checkpoint)
+        model, table, source = load_source(args.checkpoint, args.size)
         start = time.perf_counter()
-        manifest = export_model(model, args.out, table, args.size, args.fp16, args.opset, args.batch, source)
+        manifest = export_model(
+            model, args.out, table, args.size, args.fp16, args.opset, args.batch, source
+        )
         total = time.perf_counter() - start
     except (CheckpointError, ExportError, ValueError) as exc:
         print(f"fusionsam-export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported S={manifest['input_size']} {manifest['precision']} opset {args.opset} "
-          f"to {args.out} in {total:.1f} s")
-    for name, g in manifest["graphs"].items():
+    print(
+        f"exported S={manifest['input_size']} {manifest['precision']} opset {args.opset} "
+        f"to {args.out} in {total:.1f} s"
+    )
+    for g in manifest["graphs"].values():
         print(f"  {g['file']:<20} {g['bytes'] / 1e6:9.2f} MB  sha256 {g['sha256'][:16]}")
     if args.verify:
         if args.fp16:

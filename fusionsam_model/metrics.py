@@ -101,7 +101,9 @@ class ConfusionMatrix:
         else:
             counts = np.asarray(other)
             if counts.shape != self.matrix.shape:
-                raise ValueError(f"cannot merge counts of shape {counts.shape} into {self.matrix.shape}")
+                raise ValueError(
+                    f"cannot merge counts of shape {counts.shape} into {self.matrix.shape}"
+                )
         self.matrix += counts.astype(np.int64)
         return self
 

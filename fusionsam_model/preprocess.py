@@ -116,6 +116,8 @@ def preprocess_pair(
     """One pair -> rgb (3, S, S), thermal (1, S, S) float32 in [0, 1] and its Letterbox."""
     rgb = np.asarray(rgb)
     thermal = np.asarray(thermal)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb image must be (H, W, 3), got shape {rgb.shape}")
     if rgb.shape[:2] != thermal.shape[:2]:
         raise ValueError(
             f"rgb {rgb.shape[:2]} and thermal {thermal.shape[:2]} images must have the same H x W"

@@ -10,6 +10,7 @@ class, so its C low-res maps are the class logits ("full-fledged output tokens")
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -55,6 +56,25 @@ def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
     x = rel_pos.float().T[None]  # (1, C, L0)
     x = F.interpolate(x, size=length, mode="linear", align_corners=False)
     return x[0].T.contiguous().to(rel_pos.dtype)
+
+
+def fourier_pe(pe_layer: nn.Module, coords01: torch.Tensor) -> torch.Tensor:
+    """SAM's random-Fourier positional encoding of [0, 1] coordinates, always in fp32.
+
+    Same maths as ``PositionEmbeddingRandom._pe_encoding``; fp32 because in fp16/bf16 an
+    S-pixel coordinate loses whole pixels and SAM's own code fails on mixed dtypes.
+    """
+    gaussian = pe_layer.positional_encoding_gaussian_matrix.float()
+    c = (2.0 * coords01.float() - 1.0) @ gaussian
+    c = 2.0 * math.pi * c
+    return torch.cat([torch.sin(c), torch.cos(c)], dim=-1)
+
+
+def dense_pe(pe_layer: nn.Module, grid: int) -> torch.Tensor:
+    """(1, E, g, g) encoding of the embedding-grid cell centres (``get_dense_pe``, fp32)."""
+    centres = (torch.arange(grid, device=pe_layer.positional_encoding_gaussian_matrix.device) + 0.5) / grid
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    return fourier_pe(pe_layer, torch.stack([xs, ys], dim=-1)).permute(2, 0, 1)[None]
 
 
 class SamDecoder(nn.Module):
@@ -104,7 +124,7 @@ class SamDecoder(nn.Module):
         s = float(self.input_size)
         pts = (prompts.points + 0.5) / s
         lab = prompts.labels[..., None]
-        pe = pe_enc.pe_layer._pe_encoding(pts.to(weight.dtype))
+        pe = fourier_pe(pe_enc.pe_layer, pts).to(weight.dtype)
         not_point = pe_enc.not_a_point_embed.weight
         neg = pe_enc.point_embeddings[0].weight
         pos = pe_enc.point_embeddings[1].weight
@@ -115,7 +135,7 @@ class SamDecoder(nn.Module):
             box_tokens = not_point[None].expand(batch, 1, e).to(pe.dtype)
         else:
             corners = (prompts.boxes.reshape(-1, 2, 2) + 0.5) / s
-            corner_pe = pe_enc.pe_layer._pe_encoding(corners.to(weight.dtype))
+            corner_pe = fourier_pe(pe_enc.pe_layer, corners).to(weight.dtype)
             box_tokens = corner_pe + torch.cat(
                 [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
             )
@@ -144,8 +164,8 @@ class SamDecoder(nn.Module):
         tokens_out = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat([tokens_out[None].expand(b, -1, -1), sparse], dim=1)
         src = image_embedding + dense
-        pos = self.prompt_encoder.get_dense_pe().to(src.dtype).expand(b, -1, -1, -1)
         _, c, h, w = src.shape
+        pos = dense_pe(self.prompt_encoder.pe_layer, h).to(src.dtype).expand(b, -1, -1, -1)
         hs, src = dec.transformer(src, pos, tokens)
         class_tokens = hs[:, 1 : 1 + dec.num_mask_tokens, :]
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,8 +219,22 @@ def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
-CLOTHES = ((60, 60, 70), (110, 90, 70), (70, 80, 110), (120, 60, 60), (90, 100, 80), (130, 120, 110))
-CAR_PAINT = ((150, 20, 25), (30, 50, 120), (200, 200, 205), (40, 40, 45), (120, 125, 130), (200, 170, 60))
+CLOTHES = (
+    (60, 60, 70),
+    (110, 90, 70),
+    (70, 80, 110),
+    (120, 60, 60),
+    (90, 100, 80),
+    (130, 120, 110),
+)
+CAR_PAINT = (
+    (150, 20, 25),
+    (30, 50, 120),
+    (200, 200, 205),
+    (40, 40, 45),
+    (120, 125, 130),
+    (200, 170, 60),
+)
 FACADES = ((190, 180, 160), (160, 90, 70), (150, 150, 150), (210, 205, 195), (120, 110, 100))
 SKIN = ((225, 180, 150), (170, 120, 90), (110, 75, 55))
 GREENS = ((60, 110, 50), (45, 90, 40), (80, 120, 60))
@@ -239,10 +254,8 @@ class _Temps:
 
 
 def _temps(rng: np.random.Generator, night: bool) -> _Temps:
-    j = lambda: int(rng.integers(-6, 7))  # noqa: E731
-    if night:
-        return _Temps(20 + j(), 92 + j(), 84 + j(), 66 + j(), 82 + j(), 60 + j(), 72 + j())
-    return _Temps(38 + j(), 135 + j(), 122 + j(), 104 + j(), 108 + j(), 86 + j(), 112 + j())
+    base = (20, 92, 84, 66, 82, 60, 72) if night else (38, 135, 122, 104, 108, 86, 112)
+    return _Temps(*(b + int(d) for b, d in zip(base, rng.integers(-6, 7, len(base)), strict=True)))
 
 
 # ------------------------------------------------------------------ scene -----
@@ -266,7 +279,9 @@ class _Scene:
         self.road_half = rng.uniform(3.0, 4.2)
         self.curb_w = 0.15
         self.walk_w = rng.uniform(1.8, 3.0)
-        self.facade = [self.road_half + self.curb_w + self.walk_w + rng.uniform(0.5, 3.0) for _ in (0, 1)]
+        self.facade = [
+            self.road_half + self.curb_w + self.walk_w + rng.uniform(0.5, 3.0) for _ in (0, 1)
+        ]
         self.z_near = self.cam.z_bottom * 0.9
 
     def u(self, lo: float, hi: float) -> float:
@@ -294,7 +309,9 @@ class _Scene:
         c.albedo[hz:] = _jitter(self.rng, _pick(self.rng, ((95, 115, 65), (125, 110, 85))), 10)
         c.temp[hz:] = self.t.terrain
 
-    def band(self, x0: float, x1: float, kind: str, color, temp, material=DIFFUSE, z0=None, z1=400.0):
+    def band(
+        self, x0: float, x1: float, kind: str, color, temp, material=DIFFUSE, z0=None, z1=400.0
+    ):
         """A strip of ground between lateral positions x0 and x1 (metres), depth z0..z1."""
         cam = self.cam
         z0 = self.z_near if z0 is None else z0
@@ -309,7 +326,9 @@ class _Scene:
         self.band(-r, r, "road", asphalt, self.t.road)
         # near rows are warmer (sun-soaked asphalt seen at a steeper angle)
         hz = int(round(self.cam.horizon))
-        ramp = (np.arange(self.c.h - hz, dtype=np.int32) * 8 // max(self.c.h - hz, 1)).astype(np.uint8)
+        ramp = (np.arange(self.c.h - hz, dtype=np.int32) * 8 // max(self.c.h - hz, 1)).astype(
+            np.uint8
+        )
         road_rows = self.c.kind[hz:] == _KIND["road"]
         self.c.temp[hz:] += (road_rows * ramp[:, None]).astype(np.uint8)
         paint = _jitter(self.rng, (225, 225, 215), 8)
@@ -318,7 +337,9 @@ class _Scene:
             self.band(x - 0.07, x + 0.07, "road", paint, NEUTRAL, REFLECTIVE)
         z = self.z_near - self.u(0, 6)
         while z < 150:  # dashed centre line
-            self.band(-0.07, 0.07, "road", paint, NEUTRAL, REFLECTIVE, z0=max(z, self.z_near), z1=z + 3)
+            self.band(
+                -0.07, 0.07, "road", paint, NEUTRAL, REFLECTIVE, z0=max(z, self.z_near), z1=z + 3
+            )
             z += 9
         if self.chance(0.2):
             self.zebra()
@@ -359,7 +380,12 @@ class _Scene:
         for z0, z1, height in reversed(spans):
             wall = _jitter(self.rng, _pick(self.rng, FACADES), 15)
             side_wall = tuple(int(v * 0.75) for v in wall)
-            end = [cam.p(x, 0, z0), cam.p(x + side * 12, 0, z0), cam.p(x + side * 12, height, z0), cam.p(x, height, z0)]
+            end = [
+                cam.p(x, 0, z0),
+                cam.p(x + side * 12, 0, z0),
+                cam.p(x + side * 12, height, z0),
+                cam.p(x, height, z0),
+            ]
             self.c.fill(end, "building", side_wall, self.t.building)
             face = [cam.p(x, 0, z0), cam.p(x, 0, z1), cam.p(x, height, z1), cam.p(x, height, z0)]
             self.c.fill(face, "building", wall, self.t.building)
@@ -374,10 +400,20 @@ class _Scene:
             z = z0 + 0.8
             while z + 1.4 < z1:
                 lit = self.night and self.chance(0.3)
-                color = _jitter(self.rng, (250, 215, 130), 8) if lit else _jitter(self.rng, (70, 85, 100), 10)
+                color = (
+                    _jitter(self.rng, (250, 215, 130), 8)
+                    if lit
+                    else _jitter(self.rng, (70, 85, 100), 10)
+                )
                 pts = [cam.p(x, floor + 0.8, z), cam.p(x, floor + 0.8, z + 1.4)]
                 pts += [cam.p(x, floor + 2.2, z + 1.4), cam.p(x, floor + 2.2, z)]
-                self.c.fill(pts, "building", color, self.t.building + (10 if lit else -4), LUMINOUS if lit else DIFFUSE)
+                self.c.fill(
+                    pts,
+                    "building",
+                    color,
+                    self.t.building + (10 if lit else -4),
+                    LUMINOUS if lit else DIFFUSE,
+                )
                 z += 3.0
             floor += 3.0
 
@@ -389,7 +425,9 @@ class _Scene:
             pts_top.append(cam.p(x, self.u(2, 7), z))
             z *= 1.25
         pts = pts_top + [cam.p(x, 0, z), cam.p(x, 0, self.z_near * 0.8)]
-        self.c.fill(pts, "vegetation", _jitter(self.rng, _pick(self.rng, GREENS), 10), self.t.vegetation)
+        self.c.fill(
+            pts, "vegetation", _jitter(self.rng, _pick(self.rng, GREENS), 10), self.t.vegetation
+        )
 
     def tree(self, side: int, z: float) -> None:
         cam = self.cam
@@ -398,27 +436,42 @@ class _Scene:
         self.c.fill(trunk, "vegetation", _jitter(self.rng, (90, 70, 50), 10), self.t.vegetation + 4)
         cx, cy = cam.p(x, self.u(3.2, 4.2), z)
         crown = _ellipse(cx, cy, cam.px(self.u(1.3, 2.2), z), cam.px(self.u(1.2, 1.9), z))
-        self.c.fill(crown, "vegetation", _jitter(self.rng, _pick(self.rng, GREENS), 12), self.t.vegetation)
+        self.c.fill(
+            crown, "vegetation", _jitter(self.rng, _pick(self.rng, GREENS), 12), self.t.vegetation
+        )
 
     def street_lamp(self, side: int, z: float) -> None:
         cam, x = self.cam, side * (self.road_half + 0.5)
         metal = _jitter(self.rng, (120, 120, 125), 10)
-        self.c.fill(_bar(cam.p(x, 0, z), cam.p(x, 6.5, z), cam.px(0.16, z)), "pole", metal, self.t.metal)
+        self.c.fill(
+            _bar(cam.p(x, 0, z), cam.p(x, 6.5, z), cam.px(0.16, z)), "pole", metal, self.t.metal
+        )
         head = cam.p(x - side * 1.3, 6.4, z)
         self.c.fill(_bar(cam.p(x, 6.4, z), head, cam.px(0.1, z)), "pole", metal, self.t.metal)
         lamp = _ellipse(head[0], head[1] + cam.px(0.08, z), cam.px(0.35, z), cam.px(0.12, z))
-        self.c.fill(lamp, "pole", (255, 240, 200), self.t.metal + (80 if self.night else 0), LUMINOUS)
+        self.c.fill(
+            lamp, "pole", (255, 240, 200), self.t.metal + (80 if self.night else 0), LUMINOUS
+        )
 
     def sign(self, side: int, z: float) -> None:
         cam, x = self.cam, side * (self.road_half + 0.6)
         metal = _jitter(self.rng, (140, 140, 145), 10)
-        self.c.fill(_bar(cam.p(x, 0, z), cam.p(x, 2.4, z), cam.px(0.08, z)), "pole", metal, self.t.metal)
+        self.c.fill(
+            _bar(cam.p(x, 0, z), cam.p(x, 2.4, z), cam.px(0.08, z)), "pole", metal, self.t.metal
+        )
         cx, cy = cam.p(x, 2.6, z)
         rad = cam.px(0.35, z)
         color = _pick(self.rng, ((30, 80, 200), (210, 30, 35), (240, 200, 40)))
-        shape = _ellipse(cx, cy, rad, rad) if self.chance(0.5) else [
-            (cx - rad, cy - rad), (cx + rad, cy - rad), (cx + rad, cy + rad), (cx - rad, cy + rad)
-        ]
+        shape = (
+            _ellipse(cx, cy, rad, rad)
+            if self.chance(0.5)
+            else [
+                (cx - rad, cy - rad),
+                (cx + rad, cy - rad),
+                (cx + rad, cy + rad),
+                (cx - rad, cy + rad),
+            ]
+        )
         self.c.fill(shape, "sign", color, self.t.metal, REFLECTIVE)
         inner = _ellipse(cx, cy, rad * 0.55, rad * 0.55)
         self.c.fill(inner, "sign", (235, 235, 235), self.t.metal, REFLECTIVE)
@@ -426,8 +479,15 @@ class _Scene:
     def traffic_light(self, side: int, z: float) -> None:
         cam, x = self.cam, side * (self.road_half + 0.4)
         metal = _jitter(self.rng, (70, 75, 70), 8)
-        self.c.fill(_bar(cam.p(x, 0, z), cam.p(x, 3.6, z), cam.px(0.14, z)), "pole", metal, self.t.metal)
-        box = [cam.p(x - 0.2, 4.6, z), cam.p(x + 0.2, 4.6, z), cam.p(x + 0.2, 3.5, z), cam.p(x - 0.2, 3.5, z)]
+        self.c.fill(
+            _bar(cam.p(x, 0, z), cam.p(x, 3.6, z), cam.px(0.14, z)), "pole", metal, self.t.metal
+        )
+        box = [
+            cam.p(x - 0.2, 4.6, z),
+            cam.p(x + 0.2, 4.6, z),
+            cam.p(x + 0.2, 3.5, z),
+            cam.p(x - 0.2, 3.5, z),
+        ]
         self.c.fill(box, "traffic_lamp", (30, 32, 30), self.t.metal + 6)
         on = int(self.rng.integers(3))
         for i, color in enumerate(((230, 40, 30), (240, 180, 30), (40, 220, 90))):
@@ -443,7 +503,9 @@ class _Scene:
 
     # --- warm objects ---------------------------------------------------------
 
-    def person(self, x: float, z: float, ride: tuple[float, float] | None = None, facing: int = 1) -> None:
+    def person(
+        self, x: float, z: float, ride: tuple[float, float] | None = None, facing: int = 1
+    ) -> None:
         """A pedestrian standing at (x, z), or a rider whose hips sit at height ``ride``."""
         cam, rng = self.cam, self.rng
         tall = self.u(1.55, 1.9)
@@ -466,7 +528,12 @@ class _Scene:
             lean = facing * 0.2
         shoulder_y = hip_y + 0.34 * tall
         for fx, fy in feet:
-            self.c.fill(_bar(cam.p(hip_x, hip_y, z), cam.p(fx, fy, z), limb * 1.1), "person", trousers, body_t)
+            self.c.fill(
+                _bar(cam.p(hip_x, hip_y, z), cam.p(fx, fy, z), limb * 1.1),
+                "person",
+                trousers,
+                body_t,
+            )
         torso = [
             cam.p(hip_x - 0.17, hip_y, z),
             cam.p(hip_x + 0.17, hip_y, z),
@@ -488,10 +555,20 @@ class _Scene:
         body_t = int(rng.integers(158, 176)) if self.night else int(rng.integers(170, 186))
 
         def rect(x0, x1, y0, y1):
-            return [cam.p(x + x0, y1, z), cam.p(x + x1, y1, z), cam.p(x + x1, y0, z), cam.p(x + x0, y0, z)]
+            return [
+                cam.p(x + x0, y1, z),
+                cam.p(x + x1, y1, z),
+                cam.p(x + x1, y0, z),
+                cam.p(x + x0, y0, z),
+            ]
 
         for sx in (-1, 1):
-            self.c.fill(rect(sx * (half - 0.05), sx * (half - 0.32), 0, 0.4), "car", (25, 25, 25), body_t + 25)
+            self.c.fill(
+                rect(sx * (half - 0.05), sx * (half - 0.32), 0, 0.4),
+                "car",
+                (25, 25, 25),
+                body_t + 25,
+            )
         self.c.fill(rect(-half, half, 0.25, 0.95), "car", paint, body_t)
         cabin = [cam.p(x - half * 0.93, 0.95, z), cam.p(x + half * 0.93, 0.95, z)]
         cabin += [cam.p(x + half * 0.72, tall, z), cam.p(x - half * 0.72, tall, z)]
@@ -501,7 +578,9 @@ class _Scene:
         self.c.fill(glass, "car", _jitter(rng, (45, 55, 65), 8), body_t - 35)
         for sx in (-1, 1):
             lamp = rect(sx * (half - 0.04), sx * (half - 0.3), 0.7, 0.86)
-            self.c.fill(lamp, "car", (205, 25, 25), body_t + 15, LUMINOUS if self.night else DIFFUSE)
+            self.c.fill(
+                lamp, "car", (205, 25, 25), body_t + 15, LUMINOUS if self.night else DIFFUSE
+            )
         self.c.fill(rect(-0.26, 0.26, 0.42, 0.54), "car", (215, 215, 200), body_t, REFLECTIVE)
         self.c.fill(rect(-half + 0.3, -half + 0.42, 0.2, 0.28), "car", (30, 30, 30), 240)
 
@@ -510,19 +589,33 @@ class _Scene:
         cam, rng = self.cam, self.rng
         kind = "bus" if self.chance(0.5) else "truck"
         half, tall = (1.25, 3.0) if kind == "bus" else (1.2, self.u(3.0, 3.6))
-        paint = _jitter(rng, _pick(rng, ((200, 200, 195), (210, 120, 30), (40, 90, 160), (170, 30, 30))), 12)
+        paint = _jitter(
+            rng, _pick(rng, ((200, 200, 195), (210, 120, 30), (40, 90, 160), (170, 30, 30))), 12
+        )
         body_t = int(rng.integers(155, 172))
 
         def rect(x0, x1, y0, y1):
-            return [cam.p(x + x0, y1, z), cam.p(x + x1, y1, z), cam.p(x + x1, y0, z), cam.p(x + x0, y0, z)]
+            return [
+                cam.p(x + x0, y1, z),
+                cam.p(x + x1, y1, z),
+                cam.p(x + x1, y0, z),
+                cam.p(x + x0, y0, z),
+            ]
 
         for sx in (-1, 1):
-            self.c.fill(rect(sx * (half - 0.05), sx * (half - 0.45), 0, 0.55), kind, (25, 25, 25), body_t + 30)
+            self.c.fill(
+                rect(sx * (half - 0.05), sx * (half - 0.45), 0, 0.55),
+                kind,
+                (25, 25, 25),
+                body_t + 30,
+            )
         self.c.fill(rect(-half, half, 0.4, tall), kind, paint, body_t)
         if kind == "bus":
             self.c.fill(rect(-half + 0.15, half - 0.15, 1.8, 2.7), kind, (40, 50, 60), body_t - 30)
         else:
-            self.c.fill(rect(-0.02, 0.02, 0.5, tall - 0.1), kind, tuple(v // 2 for v in paint), body_t)
+            self.c.fill(
+                rect(-0.02, 0.02, 0.5, tall - 0.1), kind, tuple(v // 2 for v in paint), body_t
+            )
         for sx in (-1, 1):
             lamp = rect(sx * (half - 0.05), sx * (half - 0.3), 0.55, 0.8)
             self.c.fill(lamp, kind, (205, 25, 25), body_t + 15, LUMINOUS if self.night else DIFFUSE)
@@ -545,12 +638,28 @@ class _Scene:
             body = [cam.p(x - 0.65, 0.45, z), cam.p(x + 0.55, 0.45, z), cam.p(x + 0.6, 0.85, z)]
             body += [cam.p(x - 0.1, 0.95, z), cam.p(x - 0.7, 0.8, z)]
             self.c.fill(body, kind, frame, warm + 10)
-            engine = [cam.p(x - 0.25, 0.25, z), cam.p(x + 0.2, 0.25, z), cam.p(x + 0.2, 0.55, z), cam.p(x - 0.25, 0.55, z)]
+            engine = [
+                cam.p(x - 0.25, 0.25, z),
+                cam.p(x + 0.2, 0.25, z),
+                cam.p(x + 0.2, 0.55, z),
+                cam.p(x - 0.25, 0.55, z),
+            ]
             self.c.fill(engine, kind, (60, 60, 62), 238)
         else:
-            hub_r, hub_f, crank = (x - facing * base, radius), (x + facing * base, radius), (x - facing * 0.05, 0.32)
+            hub_r, hub_f, crank = (
+                (x - facing * base, radius),
+                (x + facing * base, radius),
+                (x - facing * 0.05, 0.32),
+            )
             width = max(cam.px(0.09, z), 2.0)
-            for p, q in ((hub_r, crank), (crank, seat), (seat, hub_r), (crank, bar), (bar, hub_f), (seat, bar)):
+            for p, q in (
+                (hub_r, crank),
+                (crank, seat),
+                (seat, hub_r),
+                (crank, bar),
+                (bar, hub_f),
+                (seat, bar),
+            ):
                 self.c.fill(_bar(cam.p(*p, z), cam.p(*q, z), width), kind, frame, warm)
         if self.chance(0.75 if not motor else 0.9):
             self.person(x, z - 0.05, ride=seat, facing=facing)
@@ -560,12 +669,22 @@ class _Scene:
     def cone(self, x: float, z: float) -> None:
         cam = self.cam
         orange = _jitter(self.rng, (240, 105, 20), 10)
-        base = [cam.p(x - 0.22, 0, z), cam.p(x + 0.22, 0, z), cam.p(x + 0.22, 0.05, z), cam.p(x - 0.22, 0.05, z)]
+        base = [
+            cam.p(x - 0.22, 0, z),
+            cam.p(x + 0.22, 0, z),
+            cam.p(x + 0.22, 0.05, z),
+            cam.p(x - 0.22, 0.05, z),
+        ]
         self.c.fill(base, "cone", (35, 35, 35), NEUTRAL)
 
         def ring(y0, y1):
             w0, w1 = 0.16 - 0.18 * y0, 0.16 - 0.18 * y1
-            return [cam.p(x - w0, y0, z), cam.p(x + w0, y0, z), cam.p(x + w1, y1, z), cam.p(x - w1, y1, z)]
+            return [
+                cam.p(x - w0, y0, z),
+                cam.p(x + w0, y0, z),
+                cam.p(x + w1, y1, z),
+                cam.p(x - w1, y1, z),
+            ]
 
         self.c.fill(ring(0.05, 0.72), "cone", orange, NEUTRAL, REFLECTIVE)
         self.c.fill(ring(0.35, 0.47), "cone", (240, 240, 240), NEUTRAL, REFLECTIVE)
@@ -596,13 +715,18 @@ class _Scene:
             pts = [cam.p(lo, 0, z), cam.p(hi, 0, z), cam.p(hi, hgt, z), cam.p(hi, hgt, z + depth)]
             pts += [cam.p(lo, hgt, z + depth), cam.p(lo, hgt, z)]
             self.c.fill(pts, "car_stop", color, NEUTRAL, REFLECTIVE)
-            stripe = [cam.p(lo + 0.6, 0.0, z), cam.p(hi - 0.6, 0.0, z), cam.p(hi - 0.6, hgt, z), cam.p(lo + 0.6, hgt, z)]
+            stripe = [
+                cam.p(lo + 0.6, 0.0, z),
+                cam.p(hi - 0.6, 0.0, z),
+                cam.p(hi - 0.6, hgt, z),
+                cam.p(lo + 0.6, hgt, z),
+            ]
             self.c.fill(stripe, "car_stop", (35, 35, 35), NEUTRAL)
             x -= side * 2.4
             if abs(x) < 0.5:
                 break
 
-    def guardrail_segments(self, side: int) -> list[tuple[float, callable]]:
+    def guardrail_segments(self, side: int) -> list[tuple[float, Callable[[], None]]]:
         """A W-beam guardrail on the kerb: (depth, draw) pieces so they interleave with objects."""
         cam, x = self.cam, side * (self.road_half + 0.1)
         rail = _jitter(self.rng, _pick(self.rng, ((200, 202, 205), (225, 190, 40))), 8)
@@ -657,7 +781,7 @@ class _Scene:
             draw(side, z)
         self.c.ground_temp = self.c.temp.copy()
 
-        objects: list[tuple[float, callable]] = []
+        objects: list[tuple[float, Callable[[], None]]] = []
         if rail_side:
             objects += self.guardrail_segments(rail_side)
         for _ in range(int(self.rng.integers(1, 6))):  # pedestrians
@@ -681,7 +805,11 @@ class _Scene:
             objects.append((z, lambda x=x, z=z, m=motor: self.two_wheeler(x, z, m)))
         if self.chance(0.6):  # a row of cones, each at least ~22 px tall
             z_far = cam.f * 0.72 / 22
-            z, x, step = self.u(self.z_near + 0.8, max(self.z_near + 1, z_far - 3)), self.u(-r + 0.5, r - 0.5), self.u(1.5, 3)
+            z, x, step = (
+                self.u(self.z_near + 0.8, max(self.z_near + 1, z_far - 3)),
+                self.u(-r + 0.5, r - 0.5),
+                self.u(1.5, 3),
+            )
             for _ in range(int(self.rng.integers(2, 6))):
                 if z > z_far:
                     break
@@ -744,13 +872,17 @@ def _thermal_sensor(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     t = _box_blur(_box_blur(c.temp, 1), 1)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.int64)
     cy, cx = h // 2, w // 2
-    t -= (8 * ((xs - cx) ** 2 * cy * cy + (ys - cy) ** 2 * cx * cx) // (2 * cx * cx * cy * cy)).astype(np.int32)
+    t -= (
+        8 * ((xs - cx) ** 2 * cy * cy + (ys - cy) ** 2 * cx * cx) // (2 * cx * cx * cy * cy)
+    ).astype(np.int32)
     t += rng.integers(-3, 4, w, dtype=np.int32)[None, :]  # column fixed-pattern noise
     t += _triangle_noise(rng, (h, w), 2)
     return np.clip(t, 0, 255).astype(np.uint8)
 
 
-def render(seed: int, index: int, layout: str = "mfnet") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render(
+    seed: int, index: int, layout: str = "mfnet"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pair: (rgb (H,W,3) uint8 RGB, thermal (H,W) uint8, label (H,W) uint8 in the layout's ids)."""
     spec = LAYOUTS[layout]
     rng = np.random.default_rng([seed, index])
@@ -802,7 +934,11 @@ def generate(
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     root = Path(out)
-    subdirs = ("images", "labels") if layout == "mfnet" else [f"{s}/{m}" for s in ("train", "test") for m in ("Visible", "Infrared", "Label")]
+    subdirs = (
+        ("images", "labels")
+        if layout == "mfnet"
+        else [f"{s}/{m}" for s in ("train", "test") for m in ("Visible", "Infrared", "Label")]
+    )
     for sub in subdirs:
         (root / sub).mkdir(parents=True, exist_ok=True)
     tasks = [(str(root), int(seed), i, layout) for i in range(num)]
@@ -823,13 +959,12 @@ def generate(
     for index, name in sorted(results):
         splits[split_of(index)].append(name)
     if layout == "fmb":  # FMB has no validation split: val joins train
-        return {"train": splits["train"] + splits["val"], "test": splits["test"]}
-    if layout == "mfnet":
-        lists = dict(splits)
-        lists["test_day"] = [n for n in splits["test"] if n.endswith("D")]
-        lists["test_night"] = [n for n in splits["test"] if n.endswith("N")]
-        for split, names in lists.items():
-            (root / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        return {"train": sorted(splits["train"] + splits["val"]), "test": splits["test"]}
+    lists = dict(splits)
+    lists["test_day"] = [n for n in splits["test"] if n.endswith("D")]
+    lists["test_night"] = [n for n in splits["test"] if n.endswith("N")]
+    for split, names in lists.items():
+        (root / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     return splits
 
 
@@ -846,7 +981,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     try:
-        splits = generate(args.out, args.num, args.seed, args.layout, args.workers, not args.no_progress)
+        splits = generate(
+            args.out, args.num, args.seed, args.layout, args.workers, not args.no_progress
+        )
     except ValueError as err:
         parser.error(str(err))
     counts = ", ".join(f"{s} {len(n)}" for s, n in splits.items())

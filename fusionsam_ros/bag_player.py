@@ -22,6 +22,7 @@ from .bag_writer import IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
+SETTLE_S = 1.0
 
 
 class BagError(Exception):
@@ -224,7 +225,11 @@ def play(
         waiting = wait_for_subscribers(publishers, wait_subscribers_s)
         if waiting:
             log(f"no subscriber after {wait_subscribers_s:g} s on: {', '.join(waiting)}; playing")
-        time.sleep(0.5)  # discovery reports a subscriber slightly before it is matched
+        # The publisher sees a reader before that reader has discovered the publisher;
+        # messages sent in between arrive late, in a burst. Give discovery time to finish.
+        time.sleep(SETTLE_S)
+    for msgtype, _ in topics.values():
+        typestore().get_msgdef(msgtype)  # rosbags generates its decoders on first use: not mid-play
     summary = PlaybackSummary(published=dict.fromkeys(topics, 0))
     total = sum(n for _, n in topics.values())
     start = time.monotonic()
@@ -251,13 +256,14 @@ def _play_once(
     record_times: bool,
 ) -> None:
     first_ns = None
-    wall_start = time.monotonic()
-    next_progress = wall_start + 1.0
+    wall_start = next_progress = 0.0
     seen = 0
     for message in read_messages(bag, tuple(publishers)):
         seen += 1
-        if first_ns is None:
+        if first_ns is None:  # the clock starts with the first message, after opening the bag
             first_ns = message.timestamp_ns
+            wall_start = time.monotonic()
+            next_progress = wall_start + 1.0
         due = wall_start + (message.timestamp_ns - first_ns) / 1e9 / rate
         delay = due - time.monotonic()
         if delay > 0:
@@ -273,7 +279,9 @@ def _play_once(
         summary.published[message.topic] += 1
         if record_times:
             summary.publish_times.setdefault(message.topic, []).append(time.monotonic())
-        summary.recorded_span_s = max(summary.recorded_span_s, (message.timestamp_ns - first_ns) / 1e9)
+        summary.recorded_span_s = max(
+            summary.recorded_span_s, (message.timestamp_ns - first_ns) / 1e9
+        )
         now = time.monotonic()
         if now >= next_progress:
             log(f"  {seen}/{total} messages, t = {(message.timestamp_ns - first_ns) / 1e9:.1f} s")

@@ -194,13 +194,17 @@ def _serialize(topic: str, sample: Any, stamps: FrameStamps, thermal_encoding: s
     if topic == RGB_TOPIC:
         rgb = sample.rgb
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise BagWriteError(f"sample {sample.name}: RGB must be (H, W, 3) uint8, got {rgb.shape}")
+            raise BagWriteError(
+                f"sample {sample.name}: RGB must be (H, W, 3) uint8, got {rgb.shape}"
+            )
         msg = image_message(rgb, "rgb8", stamps.rgb_ns, RGB_FRAME)
     elif topic == THERMAL_TOPIC:
         pixels = thermal_pixels(sample.thermal, thermal_encoding, sample.name)
         msg = image_message(pixels, thermal_encoding, stamps.thermal_ns, THERMAL_FRAME)
     elif topic == LABEL_TOPIC:
-        msg = image_message(sample.label.astype(np.uint8, copy=False), "mono8", stamps.rgb_ns, RGB_FRAME)
+        msg = image_message(
+            sample.label.astype(np.uint8, copy=False), "mono8", stamps.rgb_ns, RGB_FRAME
+        )
     else:
         msg = header(stamps.rgb_ns, sample.name)
     return bytes(typestore().serialize_cdr(msg, TOPIC_TYPES[topic]))
@@ -235,7 +239,9 @@ def write_bag(
         raise BagWriteError(f"{out} exists already; remove it or choose another --out")
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count <= 0:
-        raise BagWriteError(f"nothing to write: the dataset has {len(dataset)} samples, --limit {limit}")
+        raise BagWriteError(
+            f"nothing to write: the dataset has {len(dataset)} samples, --limit {limit}"
+        )
     if thermal_encoding is None:
         thermal_encoding = "mono16" if dataset[0].thermal.dtype == np.uint16 else "mono8"
 

@@ -61,22 +61,36 @@ def ensure_bag(data: Path, bag: Path, camera_hz: float, seed: int) -> Any:
         return dataset
     log(f"bag: writing {len(dataset)} test frames to {bag}")
     summary = write_bag(
-        dataset, bag, storage="mcap", rate_hz=camera_hz, thermal_offset_ms=8.0, jitter_ms=2.0, seed=seed
+        dataset,
+        bag,
+        storage="mcap",
+        rate_hz=camera_hz,
+        thermal_offset_ms=8.0,
+        jitter_ms=2.0,
+        seed=seed,
     )
     log(f"bag: {summary.frames} frames over {summary.duration_s:.1f} s at {camera_hz:g} Hz")
     return dataset
 
 
-def measure_inference_s(checkpoint: Path, dataset: Any, frames: int = 3) -> float:
-    """Median Segmenter.predict time on the first test frames (the first one warms up)."""
-    import statistics
-
+def load_segmenter(checkpoint: Path) -> Any:
+    """The model as the node runs it (same thread count), for timing and the offline check."""
     import torch
 
     from fusionsam_model.segmenter import Segmenter
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    segmenter = Segmenter.from_checkpoint(checkpoint)
+    torch.set_num_threads(int(node_threads()))
+    return Segmenter.from_checkpoint(checkpoint)
+
+
+def node_threads() -> str:
+    return os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+
+
+def measure_inference_s(segmenter: Any, dataset: Any, frames: int = 3) -> float:
+    """Median Segmenter.predict time on the first test frames (the first one warms up)."""
+    import statistics
+
     times = []
     for i in range(min(frames + 1, len(dataset))):
         sample = dataset[i]
@@ -94,7 +108,7 @@ def ros_environment(domain_id: int) -> dict[str, str]:
         FASTDDS_DEFAULT_PROFILES_FILE=str(fastdds_profile_file()),
         PYTHONUNBUFFERED="1",
         RCUTILS_COLORIZED_OUTPUT="0",
-        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2))),
+        OMP_NUM_THREADS=node_threads(),
     )
     return env
 
@@ -140,6 +154,38 @@ class Process:
         return self.proc.returncode
 
 
+class _Frames:
+    """The dataset restricted to the frames the stream scored, in dataset order."""
+
+    def __init__(self, dataset: Any, names: set[str]) -> None:
+        self.dataset = dataset
+        self.indices = [i for i, n in enumerate(dataset.names) if n in names]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+
+def offline_check(segmenter: Any, dataset: Any, report: dict[str, Any]) -> str:
+    """training/evaluate.py on the frames the stream scored: the two mIoUs must agree."""
+    from training.evaluate import evaluate
+
+    names = {m["name"] for m in report["matched"] if m["name"]}
+    if not names:
+        return "offline check: skipped (no named frame was scored)"
+    offline = evaluate(segmenter, _Frames(dataset, names))
+    streamed, reference = report["overall"]["miou"], offline["overall"]["miou"]
+    verdict = (
+        "identical" if streamed == reference else f"differs by {abs(streamed - reference):.2e}"
+    )
+    return (
+        f"offline check (training/evaluate.py, same {len(names)} frames): "
+        f"mIoU {100 * reference:.2f} vs streamed {100 * streamed:.2f}: {verdict}"
+    )
+
+
 def run_pipeline(
     out: Path, bag: Path, checkpoint: Path, frames: int, rate: float, overlays: int, domain_id: int
 ) -> dict[str, Any]:
@@ -161,8 +207,19 @@ def run_pipeline(
             raise DemoError(f"the node did not become ready; its log ends with:\n{node.tail()}")
         evaluator = Process(
             "evaluator",
-            [py, "-m", "fusionsam_ros.stream_evaluator", "--out", str(out), "--count", str(frames),
-             "--timeout", "20", "--overlays", str(overlays)],
+            [
+                py,
+                "-m",
+                "fusionsam_ros.stream_evaluator",
+                "--out",
+                str(out),
+                "--count",
+                str(frames),
+                "--timeout",
+                "10",
+                "--overlays",
+                str(overlays),
+            ],
             env,
             logs,
         )
@@ -172,8 +229,16 @@ def run_pipeline(
         log(f"player: replaying {bag} at {rate:.3g}x recorded speed")
         player = Process(
             "player",
-            [py, "-m", "fusionsam_ros.bag_player", str(bag), "--rate", f"{rate:.6g}",
-             "--wait-for-subscribers", "60"],
+            [
+                py,
+                "-m",
+                "fusionsam_ros.bag_player",
+                str(bag),
+                "--rate",
+                f"{rate:.6g}",
+                "--wait-for-subscribers",
+                "60",
+            ],
             env,
             logs,
         )
@@ -204,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=None, help="playback speed factor (default: from a timing)"
     )
     parser.add_argument("--overlays", type=int, default=6, help="overlay frames in the strip")
+    parser.add_argument(
+        "--no-offline-check",
+        dest="offline_check",
+        action="store_false",
+        help="skip re-scoring the streamed frames with training/evaluate.py",
+    )
     parser.add_argument("--domain-id", type=int, default=None, help="default: 100 + pid % 100")
     return parser
 
@@ -228,15 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = ensure_dataset(out / "data", args.num_test, args.seed)
         dataset = ensure_bag(data, out / "drive_bag", args.camera_hz, args.seed)
+        segmenter = load_segmenter(checkpoint)
+        infer_s = measure_inference_s(segmenter, dataset)
         rate = args.rate
         if rate is None:
-            infer_s = measure_inference_s(checkpoint, dataset)
-            pair_hz = min(args.camera_hz, 1.0 / (SAFETY * infer_s))
-            rate = pair_hz / args.camera_hz
-            log(
-                f"model: {infer_s * 1e3:.0f} ms per pair here; playing {pair_hz:.2f} pairs/s "
-                f"(rate {rate:.3g}) so the node can keep up"
-            )
+            rate = min(1.0, 1.0 / (SAFETY * infer_s) / args.camera_hz)
+        log(
+            f"model: {infer_s * 1e3:.0f} ms per pair here; playing {rate * args.camera_hz:.2f} "
+            f"pairs/s (rate {rate:.3g}) so the node can keep up"
+        )
         for stale in [*out.glob("overlay_*.png"), out / "report.json"]:
             stale.unlink(missing_ok=True)
         domain_id = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
@@ -247,9 +318,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     print()
-    print(f"FusionSAM demo: {checkpoint.name} on {len(dataset)} synthetic test frames, "
-          f"replayed from {out / 'drive_bag'}")
+    print(
+        f"FusionSAM demo: {checkpoint.name} on {len(dataset)} synthetic test frames, "
+        f"replayed from {out / 'drive_bag'}"
+    )
+    print(
+        f"playback: {rate * args.camera_hz:.2f} pairs/s (bag {args.camera_hz:g} Hz x {rate:.3g}); "
+        f"model alone {1.0 / infer_s:.2f} pairs/s"
+    )
     print(summary_text(report))
+    if args.offline_check and report["frames"]["matched"]:
+        print(offline_check(segmenter, dataset, report))
     print(f"report: {out / 'report.md'} (+ report.json, iou.png, latency.png)")
     if (out / "overlay_strip.png").is_file():
         print(f"overlays: {out / 'overlay_strip.png'}")

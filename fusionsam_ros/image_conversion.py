@@ -128,7 +128,9 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     if pixels.dtype != dtype:
         raise ValueError(f"encoding {encoding} needs dtype {dtype}, got {pixels.dtype}")
     if (pixels.ndim == 2 and channels != 1) or (pixels.ndim == 3 and pixels.shape[2] != channels):
-        raise ValueError(f"encoding {encoding} needs {channels} channel(s), got shape {pixels.shape}")
+        raise ValueError(
+            f"encoding {encoding} needs {channels} channel(s), got shape {pixels.shape}"
+        )
     if _BRIDGE is not None:
         msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(pixels), encoding=encoding)
     else:

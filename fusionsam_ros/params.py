@@ -28,7 +28,11 @@ class Param:
 
 
 PARAMETERS: tuple[Param, ...] = (
-    Param("rgb_topic", "rgb/image", "RGB camera topic (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)"),
+    Param(
+        "rgb_topic",
+        "rgb/image",
+        "RGB camera topic (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)",
+    ),
     Param("thermal_topic", "thermal/image", "thermal camera topic (mono8, mono16, 16UC1, 32FC1)"),
     Param("checkpoint", "", "project checkpoint (.pt); empty = the bundled tiny model"),
     Param("backend", "torch", "inference runtime: torch | onnxruntime | tensorrt"),
@@ -98,7 +102,9 @@ def _number(values: dict, name: str, lo: float, hi: float = math.inf, integer: b
     value = values[name]
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ParameterError(name, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        raise ParameterError(
+            name, f"must be {'an integer' if integer else 'a number'}, got {value!r}"
+        )
     if not (lo <= value <= hi) or (not integer and not math.isfinite(value)):
         raise ParameterError(name, f"must be in [{lo}, {hi}], got {value!r}")
     return value
@@ -108,7 +114,9 @@ def _pair(name: str, value: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ParameterError(name, f"must be a list [low, high] of two numbers, got {value!r}") from None
+        raise ParameterError(
+            name, f"must be a list [low, high] of two numbers, got {value!r}"
+        ) from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ParameterError(name, f"needs finite low < high, got [{lo}, {hi}]")
     return lo, hi
@@ -142,7 +150,9 @@ def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
         thermal_range = _pair("thermal_range", thermal_range)
     gain = _pair("thermal_auto_gain", values["thermal_auto_gain"])
     if not (0.0 <= gain[0] and gain[1] <= 100.0):
-        raise ParameterError("thermal_auto_gain", f"percentiles must lie in [0, 100], got {list(gain)}")
+        raise ParameterError(
+            "thermal_auto_gain", f"percentiles must lie in [0, 100], got {list(gain)}"
+        )
     for flag in ("publish_semantic", "publish_color", "publish_overlay", "publish_fused"):
         if not isinstance(values[flag], bool):
             raise ParameterError(flag, f"must be true or false, got {values[flag]!r}")
@@ -185,6 +195,8 @@ def declare_and_read(node: Any) -> NodeParams:
             values[p.name] = node.declare_parameter(p.name, p.default, descriptor).value
         except Exception as exc:  # rclpy's type errors do not always name the parameter
             raise ParameterError(p.name, f"{type(exc).__name__}: {exc}") from exc
-    if isinstance(values["thermal_range"], (list, tuple)) or hasattr(values["thermal_range"], "tolist"):
+    if isinstance(values["thermal_range"], (list, tuple)) or hasattr(
+        values["thermal_range"], "tolist"
+    ):
         values["thermal_range"] = list(values["thermal_range"])
     return validate(values)

@@ -23,7 +23,7 @@ def _candidate_share_dirs() -> list[Path]:
 
         try:
             dirs.append(Path(get_package_share_directory(PACKAGE)))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError, ValueError):  # not installed / no AMENT_PREFIX_PATH
             pass
     except ImportError:
         pass

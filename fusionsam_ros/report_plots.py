@@ -25,7 +25,9 @@ def iou_bars(splits: dict[str, dict[str, float | None]], path: Path, title: str)
     width = 0.8 / max(1, len(splits))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 3.6), dpi=100)
     for k, (split, per_class) in enumerate(splits.items()):
-        values = [100 * v if v is not None and not math.isnan(v) else 0.0 for v in per_class.values()]
+        values = [
+            100 * v if v is not None and not math.isnan(v) else 0.0 for v in per_class.values()
+        ]
         ax.bar(x + (k - (len(splits) - 1) / 2) * width, values, width, label=split)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("IoU (%)")

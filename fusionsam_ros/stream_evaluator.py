@@ -75,21 +75,23 @@ class StreamScorer:
     prediction_count: int = 0
     evicted_labels: int = 0
     shape_mismatches: list[str] = field(default_factory=list)
-    first_label_arrival: float | None = None
-    last_match_arrival: float | None = None
+    mask_arrivals: list[float] = field(default_factory=list)  # of scored masks
 
     def __post_init__(self) -> None:
         self.overall = ConfusionMatrix(self.class_table)
-        self.splits = {"day": ConfusionMatrix(self.class_table), "night": ConfusionMatrix(self.class_table)}
+        self.splits = {
+            "day": ConfusionMatrix(self.class_table),
+            "night": ConfusionMatrix(self.class_table),
+        }
         self.split_frames = {"day": 0, "night": 0}
 
     def add_label(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
         self.label_count += 1
-        if self.first_label_arrival is None:
-            self.first_label_arrival = arrival
         if stamp in self.predictions:
             pred = self.predictions.pop(stamp)
-            self._score(stamp, pred.pixels, pixels, label_arrival=arrival, pred_arrival=pred.arrival)
+            self._score(
+                stamp, pred.pixels, pixels, label_arrival=arrival, pred_arrival=pred.arrival
+            )
             return
         self.labels[stamp] = _Pending(arrival, pixels)
         while len(self.labels) > self.max_pending:
@@ -100,7 +102,9 @@ class StreamScorer:
         self.prediction_count += 1
         if stamp in self.labels:
             label = self.labels.pop(stamp)
-            self._score(stamp, pixels, label.pixels, label_arrival=label.arrival, pred_arrival=arrival)
+            self._score(
+                stamp, pixels, label.pixels, label_arrival=label.arrival, pred_arrival=arrival
+            )
         else:
             self.predictions[stamp] = _Pending(arrival, pixels)
 
@@ -111,7 +115,12 @@ class StreamScorer:
             self._score_split(name, pred, label)
 
     def _score(
-        self, stamp: int, pred: np.ndarray, label: np.ndarray, label_arrival: float, pred_arrival: float
+        self,
+        stamp: int,
+        pred: np.ndarray,
+        label: np.ndarray,
+        label_arrival: float,
+        pred_arrival: float,
     ) -> None:
         if pred.shape != label.shape:
             self.shape_mismatches.append(f"stamp {stamp}: mask {pred.shape} vs label {label.shape}")
@@ -125,7 +134,7 @@ class StreamScorer:
         latency_ms = (pred_arrival - label_arrival) * 1e3
         self.latencies_ms.append(latency_ms)
         self.matched.append({"stamp_ns": stamp, "latency_ms": round(latency_ms, 3)})
-        self.last_match_arrival = max(pred_arrival, label_arrival)
+        self.mask_arrivals.append(pred_arrival)
 
     def _score_split(self, name: str, pred: np.ndarray, label: np.ndarray) -> None:
         condition = day_night_of(name)
@@ -145,12 +154,9 @@ class StreamScorer:
         for entry in self.matched:
             entry["name"] = self.names.get(entry["stamp_ns"])
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
-        span = (
-            self.last_match_arrival - self.first_label_arrival
-            if self.last_match_arrival is not None and self.first_label_arrival is not None
-            else 0.0
-        )
         matched = len(self.matched)
+        # output rate: scored masks per second between the first and the last of them
+        span = max(self.mask_arrivals) - min(self.mask_arrivals) if matched > 1 else 0.0
         report: dict[str, Any] = {
             "class_table": self.class_table.name,
             "protocol": self.class_table.protocol,
@@ -173,7 +179,7 @@ class StreamScorer:
                 "max": _num(float(lat.max())) if lat.size else None,
                 "definition": LATENCY_DEFINITION,
             },
-            "rate_pairs_per_s": matched / span if span > 0 else None,
+            "rate_pairs_per_s": (matched - 1) / span if span > 0 else None,
             "confusion_matrix": self.overall.matrix.tolist(),
             "matched": self.matched,
             "dropped_stamps": sorted(self.labels),
@@ -201,7 +207,7 @@ def summary_text(report: dict[str, Any]) -> str:
     lines = [
         f"frames: {f['matched']} scored of {f['labels']} labels; {f['dropped']} dropped "
         f"(no mask), {f['unmatched_predictions']} masks without label",
-        f"rate: {'n/a' if rate is None else f'{rate:.2f}'} pairs/s; latency p50 {ms(lat['p50'])}, "
+        f"rate: {'n/a' if rate is None else f'{rate:.2f}'} pairs/s scored; latency p50 {ms(lat['p50'])}, "
         f"p99 {ms(lat['p99'])}",
         f"mIoU: {pct(report['overall']['miou'])} overall"
         + "".join(
@@ -224,8 +230,12 @@ def markdown_report(report: dict[str, Any]) -> str:
 
     rows = [f"| class | {' | '.join(columns)} |", "|---|" + "---|" * len(columns)]
     for n in names:
-        rows.append(f"| {n} | " + " | ".join(cell(report[c]["per_class_iou"][n]) for c in columns) + " |")
-    rows.append("| **mIoU** | " + " | ".join(f"**{cell(report[c]['miou'])}**" for c in columns) + " |")
+        rows.append(
+            f"| {n} | " + " | ".join(cell(report[c]["per_class_iou"][n]) for c in columns) + " |"
+        )
+    rows.append(
+        "| **mIoU** | " + " | ".join(f"**{cell(report[c]['miou'])}**" for c in columns) + " |"
+    )
     rows.append("| frames | " + " | ".join(str(report[c]["frames"]) for c in columns) + " |")
     f = report["frames"]
     lat = report["latency_ms"]
@@ -251,7 +261,12 @@ def markdown_report(report: dict[str, Any]) -> str:
             "",
             "## Latency",
             "",
-            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, mean {lat['mean']} ms, max {lat['max']} ms.",
+            "p50 {}, p99 {}, mean {}, max {} (ms).".format(
+                *(
+                    ("–" if lat[k] is None else f"{lat[k]:.1f}")
+                    for k in ("p50", "p99", "mean", "max")
+                )
+            ),
             f"Definition: {lat['definition']}.",
             "",
             "Topics: " + ", ".join(f"{k} = `{v}`" for k, v in report["topics"].items()),
@@ -299,11 +314,20 @@ class OverlayKeeper:
                 self.stride *= 2
         self.seen += 1
 
-    def pick(self, count: int) -> list[tuple[int, np.ndarray]]:
-        if count <= 0 or not self.frames:
-            return []
-        idx = np.linspace(0, len(self.frames) - 1, num=min(count, len(self.frames))).round()
-        return [self.frames[int(i)] for i in sorted(set(idx.tolist()))]
+    def pick(self, count: int, names: dict[int, str]) -> list[tuple[int, np.ndarray]]:
+        """``count`` frames spread over the drive; half day, half night when names say so."""
+        groups: dict[str | None, list[tuple[int, np.ndarray]]] = {}
+        for frame in self.frames:
+            groups.setdefault(day_night_of(names.get(frame[0], "")), []).append(frame)
+        if set(groups) != {"day", "night"}:
+            groups = {None: self.frames}
+        picked = []
+        for k, frames in enumerate(groups.values()):
+            share = count // len(groups) + (1 if k < count % len(groups) else 0)
+            if share and frames:
+                idx = np.linspace(0, len(frames) - 1, num=min(share, len(frames))).round()
+                picked += [frames[int(i)] for i in sorted(set(idx.tolist()))]
+        return sorted(picked, key=lambda frame: frame[0])
 
 
 def evaluator_qos(depth: int = 100) -> Any:
@@ -409,9 +433,13 @@ class StreamEvaluator:
     def finish(self, stop_reason: str, out: Path, overlays: int = 0) -> dict[str, Any]:
         report = self.scorer.report(stop_reason, self.topics)
         if self.scorer.prediction_count == 0 and self.scorer.label_count > 0:
-            report["stop_reason"] += f"; no mask arrived on {self.topics['predictions']} (is the node running?)"
-        picked = self.overlays.pick(overlays)
-        named = [(self.scorer.names.get(stamp) or str(stamp), image) for stamp, image in picked]
+            report["stop_reason"] += (
+                f"; no mask arrived on {self.topics['predictions']} (is the node running?)"
+            )
+        named = [
+            (self.scorer.names.get(stamp) or str(stamp), image)
+            for stamp, image in self.overlays.pick(overlays, self.scorer.names)
+        ]
         write_report(report, out, named)
         return report
 
@@ -426,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--names", default=NAME_TOPIC, help="sample-name topic (std_msgs/Header)")
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--count", type=int, default=None, help="stop after N scored frames")
-    parser.add_argument("--timeout", type=float, default=10.0, help="stop after S s without messages")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="stop after S s without messages"
+    )
     parser.add_argument(
         "--startup-timeout", type=float, default=300.0, help="give up if nothing arrives in S s"
     )

@@ -146,7 +146,9 @@ class RosClient:
         if topic not in self._publishers:
             qos = QoSProfile(
                 depth=10,
-                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                reliability=ReliabilityPolicy.RELIABLE
+                if reliable
+                else ReliabilityPolicy.BEST_EFFORT,
             )
             self._publishers[topic] = self.node.create_publisher(msg_type or Image, topic, qos)
         return self._publishers[topic]
@@ -230,11 +232,13 @@ class NodeProcess:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired as exc:
                 self.proc.kill()
                 self.proc.wait()
                 self._log.close()
-                raise AssertionError(f"{self.cmd} ignored SIGINT for {timeout_s} s:\n{self.output()}")
+                raise AssertionError(
+                    f"{self.cmd} ignored SIGINT for {timeout_s} s:\n{self.output()}"
+                ) from exc
         self._log.close()
         return self.proc.returncode
 

@@ -260,5 +260,5 @@ def test_player_keeps_recorded_timing_and_remaps(tmp_path: Path, ros_env, ros_cl
     print(f"inter-arrival gaps (ms): {np.round(gaps * 1e3).tolist()}")
     # recorded 100 ms apart: the player must not burst them out, nor stall
     assert 0.05 < float(np.median(gaps)) < 0.2
-    assert times[-1] - times[0] > 0.5
+    assert times[-1] - times[0] > 0.4  # recorded span 0.7 s
     assert "rgb/image: 8" in output

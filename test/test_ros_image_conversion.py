@@ -79,7 +79,10 @@ def test_thermal_float_keeps_nan() -> None:
         (lambda m: setattr(m, "height", 0), "empty_image"),
         (lambda m: setattr(m, "data", bytes(len(m.data) - 1)), "bad_data_length"),
         (lambda m: setattr(m, "step", m.step - 1), "bad_step"),
-        (lambda m: (setattr(m.header.stamp, "sec", 0), setattr(m.header.stamp, "nanosec", 0)), "zero_stamp"),
+        (
+            lambda m: (setattr(m.header.stamp, "sec", 0), setattr(m.header.stamp, "nanosec", 0)),
+            "zero_stamp",
+        ),
     ],
 )
 def test_bad_messages_are_named(mutate, kind: str) -> None:
@@ -93,7 +96,9 @@ def test_bad_messages_are_named(mutate, kind: str) -> None:
 
 def test_thermal_encoding_list_is_enforced() -> None:
     with pytest.raises(conv.ImageError, match="thermal image has encoding 'rgb8'"):
-        conv.check_image(make_image(pixels_for("rgb8"), "rgb8", STAMP), conv.THERMAL_ENCODINGS, "thermal")
+        conv.check_image(
+            make_image(pixels_for("rgb8"), "rgb8", STAMP), conv.THERMAL_ENCODINGS, "thermal"
+        )
 
 
 def test_array_to_image_rejects_mismatched_dtype() -> None:

@@ -1,12 +1,20 @@
 """Start-up failures stop fusionsam_node with a message naming the cause and a non-zero
-exit code (so a launch respawn policy can act). The node processes run in parallel."""
+exit code (so a launch respawn policy can act). The node processes run in parallel; the
+model-configuration checks call the node's own ``load_segmenter`` in-process (cheaper
+than another torch-importing process per case; ``main`` turns its error into exit 3)."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import start_fusionsam_node, wait_until
 
-from fusionsam_ros.node import EXIT_BAD_PARAMETER, EXIT_MODEL_LOAD_FAILED
+from fusionsam_ros.node import (
+    EXIT_BAD_PARAMETER,
+    EXIT_MODEL_LOAD_FAILED,
+    ModelLoadError,
+    load_segmenter,
+)
+from fusionsam_ros.params import validate
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +26,6 @@ def failed_starts(ros_env, tmp_path_factory, tiny_checkpoint):
     cases = {
         "broken": dict(checkpoint=broken),
         "missing": dict(checkpoint=d / "nowhere" / "model.pt"),
-        "backend": dict(checkpoint=tiny_checkpoint, params={"backend": "tensorrt"}),
-        "class_table": dict(checkpoint=tiny_checkpoint, params={"class_table": "fmb"}),
         "bad_param": dict(checkpoint=tiny_checkpoint, params={"sync_slop_s": -1.0}),
     }
     procs = {
@@ -47,16 +53,30 @@ def test_missing_checkpoint(failed_starts):
     assert "nowhere/model.pt: file not found" in log
 
 
-def test_unavailable_backend_fails_at_start(failed_starts):
-    code, log = failed_starts["backend"]
-    assert code == EXIT_MODEL_LOAD_FAILED, log
-    assert "backend=tensorrt" in log
+def test_unavailable_backend_fails_at_start(tiny_checkpoint):
+    with pytest.raises(ModelLoadError) as err:
+        load_segmenter(validate({"checkpoint": str(tiny_checkpoint), "backend": "tensorrt"}))
+    assert str(tiny_checkpoint) in str(err.value) and "backend=tensorrt" in str(err.value)
 
 
-def test_class_table_must_agree_with_checkpoint(failed_starts):
-    code, log = failed_starts["class_table"]
-    assert code == EXIT_MODEL_LOAD_FAILED, log
-    assert "class_table='fmb' disagrees" in log and "'mfnet'" in log
+def test_class_table_must_agree_with_checkpoint(tiny_checkpoint):
+    with pytest.raises(ModelLoadError, match="class_table='fmb' disagrees .* 'mfnet'"):
+        load_segmenter(validate({"checkpoint": str(tiny_checkpoint), "class_table": "fmb"}))
+
+
+def test_fixed_thermal_range_reaches_the_segmenter(tiny_checkpoint):
+    params = validate({"checkpoint": str(tiny_checkpoint), "thermal_range": [1000.0, 5000.0]})
+    segmenter, path = load_segmenter(params)
+    assert path == tiny_checkpoint and segmenter.thermal_range == (1000.0, 5000.0)
+    auto = validate(
+        {
+            "checkpoint": str(tiny_checkpoint),
+            "thermal_range": "auto",
+            "thermal_auto_gain": [5.0, 95.0],
+        }
+    )
+    segmenter, _ = load_segmenter(auto)
+    assert segmenter.thermal_range is None and segmenter.thermal_percentiles == (5.0, 95.0)
 
 
 def test_invalid_parameter_is_named(failed_starts):

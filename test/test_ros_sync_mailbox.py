@@ -21,7 +21,9 @@ def msg(t_ms: float, tag: str = "") -> SimpleNamespace:
 
 def pairer(queue: int = 5, slop_ms: float = 10.0) -> tuple[ApproximateTimePairer, list]:
     pairs: list = []
-    return ApproximateTimePairer(queue, slop_ms / 1000, lambda r, t: pairs.append((r.t, t.t))), pairs
+    return ApproximateTimePairer(
+        queue, slop_ms / 1000, lambda r, t: pairs.append((r.t, t.t))
+    ), pairs
 
 
 def test_pairs_within_slop_and_ignores_beyond() -> None:

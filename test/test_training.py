@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.distributed import DistInfo
 from training.run_config import ConfigError, load_config
 from training.train import Trainer, main, train
-from training.distributed import DistInfo
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "training" / "configs" / "synth_tiny.yaml"

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from fusionsam_model.augment import AugmentConfig, augment, label_pad_value
 from fusionsam_model.classes import ClassTable
 from fusionsam_model.preprocess import letterbox_for, preprocess_pair
 from training.losses import IGNORE
@@ -48,9 +49,11 @@ class PairTransform:
     def __call__(self, sample, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         rgb, thermal, label = sample.rgb, sample.thermal, sample.label
         if self.augment and rng is not None:
-            from fusionsam_model.augment import augment_pair
-
-            rgb, thermal, label = augment_pair(rgb, thermal, label, rng)
+            # Scale/crop/flip/jitter keeping the sample's own size, so the letterbox that
+            # follows is the one inference applies.
+            aug_cfg = AugmentConfig(crop_size=tuple(label.shape[:2]))
+            pad = label_pad_value(self.class_table)
+            rgb, thermal, label = augment(rgb, thermal, label, rng, aug_cfg, pad)
         rgb_t, th_t, box = preprocess_pair(
             rgb, thermal, self.size, self.thermal_range, self.percentiles
         )
@@ -63,6 +66,26 @@ class PairTransform:
             "label": torch.from_numpy(letterbox_label(label, self.size, self.class_table)),
             "valid": torch.from_numpy(valid),
         }
+
+
+class HeldOut:
+    """Every k-th pair of a split (``keep=True``) or all the others: a val split carved
+    from train for datasets that ship none (FMB has only train/ and test/)."""
+
+    def __init__(self, dataset, fraction: float, keep: bool) -> None:
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"data.val_fraction_of_train must be in (0, 1), got {fraction}")
+        k = max(2, round(1.0 / fraction))
+        self.indices = [i for i in range(len(dataset)) if (i % k == 0) == keep]
+        self.dataset = dataset
+        self.class_table = dataset.class_table
+        self.names = [dataset.names[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.indices[i]]
 
 
 class TrainingPairs(Dataset):

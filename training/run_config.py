@@ -27,7 +27,10 @@ DEFAULTS: dict[str, Any] = {
         "val_split": "val",
         "augment": True,
         "num_workers": 0,
-        "val_limit": None,  # score only the first N val pairs (None: all)
+        "val_limit": None,
+        # Hold out every k-th train pair (k = 1/fraction) as the val split, for datasets
+        # without one (FMB); data.val_split is then ignored.
+        "val_fraction_of_train": None,  # score only the first N val pairs (None: all)
         # Generate the synthetic dataset first when root is missing (synth configs only).
         "generate": None,  # e.g. {num: 600, seed: 0, layout: mfnet}
     },

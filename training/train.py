@@ -41,7 +41,7 @@ from fusionsam_model.discriminator import (
 from fusionsam_model.model import FusionSAM
 from training import losses as L
 from training.checkpointing import capture_rng, restore_rng, seed_everything
-from training.data import PairTransform, TrainingPairs, make_loader
+from training.data import HeldOut, PairTransform, TrainingPairs, make_loader
 from training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -174,7 +174,11 @@ class Trainer:
                 )
             barrier(self.info)
         train_ds = open_dataset(root, data["train_split"], layout=data["layout"])
-        self.val_ds = open_dataset(root, data["val_split"], layout=data["layout"])
+        if data["val_fraction_of_train"]:
+            frac = float(data["val_fraction_of_train"])
+            train_ds, self.val_ds = HeldOut(train_ds, frac, False), HeldOut(train_ds, frac, True)
+        else:
+            self.val_ds = open_dataset(root, data["val_split"], layout=data["layout"])
         if train_ds.class_table.name != self.class_table.name:
             raise ConfigError(
                 f"model.class_table={self.class_table.name!r} but {root} holds a "
@@ -345,11 +349,15 @@ class Trainer:
                 stem = self.lstg.stems[k]
                 w = adaptive_adversarial_weight(nll, g_loss, stem.last_decoder_layer)
                 loss_k = loss_k + lw["adversarial"] * w * g_loss
-                stats[f"g_{k}"] = float(g_loss)
+                stats[f"g_{k}"] = float(g_loss.detach())
                 stats[f"adv_weight_{k}"] = float(w)
             total = total + loss_k
             stats.update(
-                {f"l1_{k}": float(l1), f"perceptual_{k}": float(perc), f"vq_{k}": float(q.loss)}
+                {
+                    f"l1_{k}": float(l1.detach()),
+                    f"perceptual_{k}": float(perc.detach()),
+                    f"vq_{k}": float(q.loss.detach()),
+                }
             )
             stats[f"perplexity_{k}"] = float(q.perplexity)
         self.scaler.scale(total).backward()
@@ -358,7 +366,7 @@ class Trainer:
         self.scaler.step(opt)
         self.scaler.update()
         self.schedulers["gen"].step()
-        stats["loss"] = float(total)
+        stats["loss"] = float(total.detach())
         if disc_on:
             self.discriminators.requires_grad_(True)
             dopt = self.optimizers["disc"]
@@ -374,7 +382,7 @@ class Trainer:
                 _average_grads(self.discriminators, self.info)
             dopt.step()
             self.schedulers["disc"].step()
-            stats["d_loss"] = float(d_total)
+            stats["d_loss"] = float(d_total.detach())
         return stats
 
     def seg_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -403,13 +411,13 @@ class Trainer:
         self.scaler.update()
         self.schedulers["seg"].step()
         stats = {
-            "loss": float(total),
-            "ce": float(ce),
-            "dice": float(dice),
-            "presence": float(pres),
-            "fusion_intensity": float(inten),
-            "fusion_gradient": float(grad),
-            "fusion_mask": float(fmask),
+            "loss": float(total.detach()),
+            "ce": float(ce.detach()),
+            "dice": float(dice.detach()),
+            "presence": float(pres.detach()),
+            "fusion_intensity": float(inten.detach()),
+            "fusion_gradient": float(grad.detach()),
+            "fusion_mask": float(fmask.detach()),
         }
         for k, v in out.perplexity.items():
             stats[f"perplexity_{k}"] = float(v)
@@ -640,7 +648,9 @@ class Trainer:
                 if self.info.is_main:
                     last = self.save("last.pt", with_state=True)
                     if self.cfg["train"]["keep_epoch_checkpoints"]:
-                        shutil.copyfile(last, self.out_dir / f"{stage}_epoch{self.state.epoch:03d}.pt")
+                        shutil.copyfile(
+                            last, self.out_dir / f"{stage}_epoch{self.state.epoch:03d}.pt"
+                        )
                     log.info("%s", _epoch_line(entry))
                 self.logger.flush()
                 barrier(self.info)

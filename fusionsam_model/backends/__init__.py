@@ -39,6 +39,8 @@ class Backend(Protocol):
 # name -> "module:factory"; the export work adds onnxruntime / tensorrt entries.
 BACKENDS: dict[str, str] = {
     "torch": "fusionsam_model.backends.torch_backend:make_torch_backend",
+    "onnxruntime": "fusionsam_model.backends.onnxruntime_backend:make_onnxruntime_backend",
+    "tensorrt": "fusionsam_model.backends.tensorrt_backend:make_tensorrt_backend",
 }
 
 

@@ -95,7 +95,9 @@ class OnnxRuntimeBackend:
         self.num_classes = int(self.manifest["num_classes"])
         self.batch_size = int(self.manifest["batch_size"])
         available = ort.get_available_providers()
-        providers = select_providers(self.device, available, self.export_dir, self.precision == "fp16")
+        providers = select_providers(
+            self.device, available, self.export_dir, self.precision == "fp16"
+        )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -137,7 +139,9 @@ class OnnxRuntimeBackend:
         for name, (shape, tdtype, ndtype) in io["inputs"].items():
             t = feeds[name].to(self.device, tdtype).contiguous()
             if tuple(t.shape) != shape:
-                raise ValueError(f"{graph}.onnx input {name}: expected {shape}, got {tuple(t.shape)}")
+                raise ValueError(
+                    f"{graph}.onnx input {name}: expected {shape}, got {tuple(t.shape)}"
+                )
             keep.append(t)
             binding.bind_input(name, dev_type, dev_id, ndtype, list(shape), t.data_ptr())
         outputs = {}

@@ -17,6 +17,8 @@ PRECISIONS: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
 }
 
+COMPILE_MODES = (None, "none", "default", "reduce-overhead", "max-autotune")
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,13 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: FusionSAM, device: str | torch.device = "cpu", precision: str = "fp32"):
+    def __init__(
+        self,
+        model: FusionSAM,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        compile: str | None = None,
+    ):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
@@ -40,6 +48,15 @@ class TorchBackend:
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.input_size = model.config.input_size
         self.num_classes = model.config.num_classes
+        # torch.compile of the two heavy stages; "reduce-overhead" also replays them as CUDA
+        # graphs (worth it for the decoder's many small kernels). The first calls compile.
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {compile!r}; choose one of {COMPILE_MODES}")
+        self.compile = compile
+        self._encode_image, self._decode = model.encode_image, model.decode
+        if compile not in (None, "none"):
+            self._encode_image = torch.compile(model.encode_image, mode=compile, dynamic=False)
+            self._decode = torch.compile(model.decode, mode=compile, dynamic=False)
 
     def _timed(self, timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` and add its wall time in ms; CUDA is synchronised so the time is real."""
@@ -61,10 +78,14 @@ class TorchBackend:
         thermal = thermal.to(self.device, self.dtype, non_blocking=True)
         latents = self._timed(timings, "lstg", lambda: m.encode_latents(rgb, thermal))
         front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb))
-        embedding = self._timed(timings, "image_encoder", lambda: m.encode_image(front.fused))
+        if self.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # outputs of the last call are done with
+        embedding = self._timed(timings, "image_encoder", lambda: self._encode_image(front.fused))
         logits, presence = self._timed(
-            timings, "decoder", lambda: m.decode(embedding, front.mask_logits)
+            timings, "decoder", lambda: self._decode(embedding, front.mask_logits)
         )
+        if self.compile == "reduce-overhead":  # graph outputs are overwritten by the next replay
+            logits, presence = logits.clone(), presence.clone()
         return BackendOutput(
             class_logits=logits.float(),
             presence=presence.float(),

@@ -1,0 +1,187 @@
+"""The TensorRT backend: cached engines of the three exported graphs, torch CUDA tensors as buffers.
+
+Engines come from ``engine_cache.ensure_engines`` (built once per ONNX hash, TensorRT
+version and GPU; loaded on later starts). Each graph gets one execution context whose
+output buffers are allocated once as torch tensors; inputs are bound by pointer, so the
+fused image and embedding never leave the GPU. All work goes on torch's current stream.
+
+TensorRT is imported lazily: without it, or without a GPU, building this backend raises
+``EngineCacheError`` with a message saying what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine_cache import EngineCacheError, ensure_engines, import_tensorrt
+from ..export import read_manifest, resolve_export_dir
+from . import BackendOutput
+
+LOG = logging.getLogger("fusionsam.backends.tensorrt")
+
+GRAPHS = ("front", "image_encoder", "decoder")
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int32: torch.int32,
+        trt.int64: torch.int64,
+        trt.bool: torch.bool,
+    }
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
+    if dtype not in table:
+        raise EngineCacheError(f"unsupported TensorRT tensor dtype {dtype}")
+    return table[dtype]
+
+
+class _EngineRunner:
+    """One deserialized engine + execution context with preallocated output tensors."""
+
+    def __init__(self, trt: Any, runtime: Any, path: Path, device: torch.device) -> None:
+        self.path = path
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise EngineCacheError(f"TensorRT could not deserialize {path}; delete it to rebuild")
+        self.context = self.engine.create_execution_context()
+        self.inputs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            shape = tuple(int(d) for d in self.engine.get_tensor_shape(name))
+            dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(name))
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self.inputs[name] = (shape, dtype)
+            else:
+                self.outputs[name] = torch.empty(shape, dtype=dtype, device=device)
+                self.context.set_tensor_address(name, self.outputs[name].data_ptr())
+        self.device = device
+
+    def __call__(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep = []
+        for name, (shape, dtype) in self.inputs.items():
+            t = feeds[name].to(self.device, dtype).contiguous()
+            if tuple(t.shape) != shape:
+                raise ValueError(
+                    f"{self.path.name} input {name}: expected {shape}, got {tuple(t.shape)}"
+                )
+            keep.append(t)
+            self.context.set_tensor_address(name, t.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT execution of {self.path.name} failed")
+        # Outputs are reused by the next call: hand out copies (ordered on the same stream).
+        return {name: t.clone() for name, t in self.outputs.items()}
+
+
+class TensorRTBackend:
+    """Runs an export directory with TensorRT engines (built or loaded from the cache)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        device: str | torch.device = "cuda",
+        precision: str = "fp16",
+        workspace_gb: float = 4.0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"tensorrt backend supports precision fp32 or fp16, got {precision!r}")
+        trt = import_tensorrt()
+        self.device = torch.device(device)
+        if self.device.type != "cuda" or not torch.cuda.is_available():
+            raise EngineCacheError(
+                f"the tensorrt backend needs a CUDA device, got {device!r}"
+                f" (CUDA available: {torch.cuda.is_available()})"
+            )
+        torch.cuda.set_device(self.device)
+        self.export_dir = Path(export_dir)
+        self.manifest = read_manifest(self.export_dir)
+        if self.manifest["precision"] != "fp32":
+            LOG.warning(
+                "%s holds fp16 graphs; TensorRT builds best from fp32 ONNX", self.export_dir
+            )
+        self.precision = precision
+        self.input_size = int(self.manifest["input_size"])
+        self.num_classes = int(self.manifest["num_classes"])
+        self.batch_size = int(self.manifest["batch_size"])
+        engines = ensure_engines(self.export_dir, cache_dir, precision == "fp16", workspace_gb)
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.runners = {
+            g: _EngineRunner(trt, self.runtime, engines[g], self.device) for g in GRAPHS
+        }
+        LOG.info(
+            "TensorRT %s engines loaded: %s",
+            trt.__version__,
+            {g: str(p) for g, p in engines.items()},
+        )
+
+    def _timed(self, timings: dict[str, float], stage: str, feeds: dict[str, torch.Tensor]):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = self.runners[stage](feeds)
+        end.record()
+        end.synchronize()
+        timings[stage] = timings.get(stage, 0.0) + start.elapsed_time(end)
+        return out
+
+    @torch.inference_mode()
+    def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
+        n, b = rgb.shape[0], self.batch_size
+        rgb = rgb.to(self.device, non_blocking=True)
+        thermal = thermal.to(self.device, non_blocking=True)
+        timings: dict[str, float] = {}
+        parts: list[dict[str, torch.Tensor]] = []
+        for start in range(0, n, b):
+            idx = torch.arange(start, start + b, device=self.device).clamp(max=n - 1)
+            front = self._timed(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
+            enc = self._timed(timings, "image_encoder", {"fused": front["fused"]})
+            dec = self._timed(
+                timings,
+                "decoder",
+                {"image_embedding": enc["image_embedding"], "mask_logits": front["mask_logits"]},
+            )
+            keep = min(b, n - start)
+            parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
+
+        def cat(key: str) -> torch.Tensor:
+            return torch.cat([p[key] for p in parts]).float()
+
+        return BackendOutput(
+            class_logits=cat("class_logits"),
+            presence=cat("presence"),
+            fused=cat("fused"),
+            mask_logits=cat("mask_logits"),
+            timings=timings,
+        )
+
+
+def make_tensorrt_backend(
+    model_or_path: Any,
+    device: str = "cuda",
+    precision: str = "fp16",
+    input_size: int | None = None,
+    workspace_gb: float = 4.0,
+    cache_dir: str | Path | None = None,
+    engine_cache_dir: str | Path | None = None,
+    **_: Any,
+) -> TensorRTBackend:
+    """From an export directory, a checkpoint or a FusionSAM model (fp32 ONNX exported once)."""
+    import_tensorrt()  # fail fast, before any export work
+    if str(device) == "cpu":
+        raise EngineCacheError("the tensorrt backend needs device 'cuda' (got 'cpu')")
+    export_dir = resolve_export_dir(
+        model_or_path,
+        input_size=input_size,
+        fp16=False,
+        cache_root=Path(cache_dir) if cache_dir else None,
+    )
+    return TensorRTBackend(export_dir, device, precision, workspace_gb, engine_cache_dir)

@@ -1,0 +1,123 @@
+"""The whole chain on a small bag: player -> node -> streaming evaluator -> report.
+
+With playback slow enough that the node drops nothing, the streaming report must equal
+the offline evaluation (training/evaluate.py, Segmenter.predict + ConfusionMatrix) of
+the same frames with the same checkpoint exactly: the same code scores the same masks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import start_fusionsam_node
+
+from fusionsam_ros.bag_writer import write_bag
+
+FRAMES = 4  # the generator's test split of 16 pairs: 2 day, 2 night
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset root, bag of its test split at 2 Hz, thermal 8 ms late with jitter)."""
+    from fusionsam_model.datasets import open_dataset
+    from fusionsam_model.synth import generate
+
+    root = tmp_path_factory.mktemp("drive")
+    generate(root / "data", num=16, seed=11, progress=False)
+    dataset = open_dataset(root / "data", "test")
+    assert len(dataset) == FRAMES
+    write_bag(dataset, root / "bag", rate_hz=2.0, thermal_offset_ms=8, jitter_ms=2, seed=1)
+    return root / "data", root / "bag"
+
+
+def start(module: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def play(bag: Path, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()) -> None:
+    player = start(
+        "fusionsam_ros.bag_player", [str(bag), "--wait-for-subscribers", "60", *extra], env, log
+    )
+    assert player.wait(120) == 0, log.read_text()
+
+
+def test_streaming_report_equals_offline_evaluation(
+    tmp_path: Path, drive: tuple[Path, Path], ros_env: dict[str, str], tiny_checkpoint: Path
+) -> None:
+    import torch
+
+    from fusionsam_model.datasets import open_dataset
+    from fusionsam_model.segmenter import Segmenter
+    from training.evaluate import evaluate
+
+    data, bag = drive
+    out = tmp_path / "report"
+    node = start_fusionsam_node(ros_env, tmp_path / "logs", checkpoint=tiny_checkpoint)
+    try:
+        assert node.returncode is None, node.output()
+        evaluator = start(
+            "fusionsam_ros.stream_evaluator",
+            ["--out", str(out), "--count", str(FRAMES), "--timeout", "30", "--overlays", "2"],
+            ros_env,
+            tmp_path / "evaluator.log",
+        )
+        play(bag, ros_env, tmp_path / "player.log")
+        assert evaluator.wait(90) == 0, (tmp_path / "evaluator.log").read_text() + node.output()
+    finally:
+        node.stop()
+    report = json.loads((out / "report.json").read_text())
+    frames = report["frames"]
+    assert report["stop_reason"].startswith("count reached"), report["stop_reason"]
+    assert (frames["matched"], frames["dropped"], frames["unmatched_predictions"]) == (FRAMES, 0, 0)
+
+    dataset = open_dataset(data, "test")
+    assert sorted(m["name"] for m in report["matched"]) == sorted(dataset.names)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(ros_env["OMP_NUM_THREADS"]))  # as in the node process
+    try:
+        offline = evaluate(Segmenter.from_checkpoint(tiny_checkpoint), dataset)
+    finally:
+        torch.set_num_threads(threads)
+    assert report["confusion_matrix"] == offline["confusion_matrix"]
+    assert report["overall"]["miou"] == offline["overall"]["miou"]
+    assert report["overall"]["per_class_iou"] == offline["overall"]["iou"]
+    for condition in ("day", "night"):
+        assert report[condition]["miou"] == offline[condition]["miou"]
+        assert report[condition]["frames"] == offline[condition]["pairs"] == FRAMES // 2
+    assert report["latency_ms"]["p50"] > 0
+    for name in ("report.md", "iou.png", "latency.png", "overlay_strip.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len(list(out.glob("overlay_0*.png"))) == 2
+    assert "mIoU" in (out / "report.md").read_text()
+
+
+def test_without_a_node_every_frame_is_reported_dropped(
+    tmp_path: Path, drive: tuple[Path, Path], ros_env: dict[str, str]
+) -> None:
+    """The bag plays, no mask ever comes: the evaluator stops when the stream goes quiet
+    and says what it received and why nothing was scored."""
+    _, bag = drive
+    out = tmp_path / "report"
+    evaluator = start(
+        "fusionsam_ros.stream_evaluator",
+        ["--out", str(out), "--timeout", "2"],
+        ros_env,
+        tmp_path / "evaluator.log",
+    )
+    play(bag, ros_env, tmp_path / "player.log", ("--topics", "label/image", "label/name"))
+    assert evaluator.wait(60) == 1, (tmp_path / "evaluator.log").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"]["labels"] == FRAMES
+    assert report["frames"]["matched"] == 0 and report["frames"]["dropped"] == FRAMES
+    assert "the bag ended" in report["stop_reason"]
+    assert "no mask arrived on fusionsam/semantic" in report["stop_reason"]
+    assert report["overall"]["miou"] is None
