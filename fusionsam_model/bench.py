@@ -46,14 +46,13 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
         return Segmenter.from_checkpoint(
             args.checkpoint, device=args.device, precision=args.precision, backend=args.backend
         )
-    if args.backend != "torch":
-        raise SystemExit(f"--backend {args.backend} needs --checkpoint (exported graphs come from one)")
     return Segmenter.from_preset(
         args.preset,
         class_table=args.class_table,
         input_size=args.size,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
     )
 
 
@@ -76,7 +75,11 @@ def parameter_table(seg: Segmenter) -> list[tuple[str, int, int]]:
     for name, part in model.parts().items():
         params = list(part.parameters())
         rows.append(
-            (name, sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+            (
+                name,
+                sum(p.numel() for p in params),
+                sum(p.numel() for p in params if p.requires_grad),
+            )
         )
     rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     return rows

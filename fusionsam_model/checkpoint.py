@@ -103,7 +103,9 @@ def load_checkpoint(
         hint = ""
         if isinstance(payload, dict) and any(k.startswith("image_encoder.") for k in payload):
             hint = " It looks like an official SAM checkpoint: load it with load_sam_weights()."
-        raise CheckpointError(f"{path} is not a FusionSAM checkpoint (no '{FORMAT_NAME}' header).{hint}")
+        raise CheckpointError(
+            f"{path} is not a FusionSAM checkpoint (no '{FORMAT_NAME}' header).{hint}"
+        )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -135,9 +137,15 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
     ]
     if missing or unexpected or shapes:
         lines = [f"checkpoint {source} does not match the model its config describes:"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", shapes),
+        ):
             if items:
-                shown = ", ".join(items[:10]) + (f" ... (+{len(items) - 10})" if len(items) > 10 else "")
+                shown = ", ".join(items[:10]) + (
+                    f" ... (+{len(items) - 10})" if len(items) > 10 else ""
+                )
                 lines.append(f"  {title} ({len(items)}): {shown}")
         lines.append("It was written by different code or edited; re-train or re-export it.")
         raise CheckpointError("\n".join(lines))
@@ -166,7 +174,11 @@ class LoadReport:
             f"{len(self.dropped)} dropped, {len(self.random)} left random "
             "(LSTG, FMP and the presence head are not in SAM files: trained by this project)"
         ]
-        for title, items in (("adapted", self.adapted), ("dropped", self.dropped), ("random", self.random)):
+        for title, items in (
+            ("adapted", self.adapted),
+            ("dropped", self.dropped),
+            ("random", self.random),
+        ):
             shown: list[str] = []
             for k in items:
                 short = _HYPERNET_TENSOR.sub(r"\1.*", k)
@@ -220,7 +232,9 @@ def load_sam_weights(model: FusionSAM, source: str | Path | dict[str, torch.Tens
     else:
         name = str(source)
         official = _read(Path(source), "cpu")
-        if not isinstance(official, dict) or not any(k.startswith("image_encoder.") for k in official):
+        if not isinstance(official, dict) or not any(
+            k.startswith("image_encoder.") for k in official
+        ):
             raise CheckpointError(
                 f"{name} is not an official SAM checkpoint (no image_encoder.* keys); "
                 "expected sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth or sam_vit_h_4b8939.pth"
@@ -234,7 +248,9 @@ def load_sam_weights(model: FusionSAM, source: str | Path | dict[str, torch.Tens
             ours = SAM_PREFIXES[prefix] + k[len(prefix) :]
             mapped[ours] = v
             official_name[ours] = k
-    n_official_tokens = mapped.get("sam_decoder.mask_decoder.mask_tokens.weight", torch.empty(4)).shape[0]
+    n_official_tokens = mapped.get(
+        "sam_decoder.mask_decoder.mask_tokens.weight", torch.empty(4)
+    ).shape[0]
     report = LoadReport()
     new_state: dict[str, torch.Tensor] = {}
     used: set[str] = set()
@@ -269,4 +285,3 @@ def load_sam_weights(model: FusionSAM, source: str | Path | dict[str, torch.Tens
         for k, v in new_state.items():
             own[k].copy_(v.to(own[k].dtype))
     return report
-

@@ -140,7 +140,11 @@ class FusionSAM(nn.Module):
         (costs the encoder's activation memory)."""
         x = (fused * 255.0 - self.pixel_mean.to(fused.dtype)) / self.pixel_std.to(fused.dtype)
         frozen = self.config.freeze_image_encoder
-        ctx = torch.no_grad() if frozen and not self.config.encoder_backprop else contextlib.nullcontext()
+        ctx = (
+            torch.no_grad()
+            if frozen and not self.config.encoder_backprop
+            else contextlib.nullcontext()
+        )
         with ctx:
             return self.image_encoder(x)
 
@@ -176,13 +180,14 @@ class FusionSAM(nn.Module):
             perplexity=front.perplexity,
             features=front.features,
         )
-        if self.training if reconstruct is None else reconstruct:
-            lat = front.latents
-            if self.config.lstg and lat is not None:
-                if lat.z_rgb is not None:
-                    out.recon_rgb = self.lstg_rgb.decode(lat.z_rgb)
-                if lat.z_thermal is not None:
-                    out.recon_thermal = self.lstg_thermal.decode(lat.z_thermal)
+        if reconstruct is None:
+            reconstruct = self.training
+        lat = front.latents
+        if reconstruct and self.config.lstg and lat is not None:
+            if lat.z_rgb is not None:
+                out.recon_rgb = self.lstg_rgb.decode(lat.z_rgb)
+            if lat.z_thermal is not None:
+                out.recon_thermal = self.lstg_thermal.decode(lat.z_thermal)
         return out
 
     def parts(self) -> dict[str, nn.Module]:

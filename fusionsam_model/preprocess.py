@@ -148,7 +148,10 @@ def preprocess_batch(
         raise ValueError(f"got {len(rgbs)} rgb images but {len(thermals)} thermal images")
     if len(rgbs) == 0:
         raise ValueError("empty batch")
-    items = [preprocess_pair(r, t, size, thermal_range, percentiles) for r, t in zip(rgbs, thermals)]
+    items = [
+        preprocess_pair(r, t, size, thermal_range, percentiles)
+        for r, t in zip(rgbs, thermals, strict=True)
+    ]
     rgb = torch.from_numpy(np.stack([i[0] for i in items]))
     th = torch.from_numpy(np.stack([i[1] for i in items]))
     return rgb, th, [i[2] for i in items]

@@ -72,7 +72,9 @@ def fourier_pe(pe_layer: nn.Module, coords01: torch.Tensor) -> torch.Tensor:
 
 def dense_pe(pe_layer: nn.Module, grid: int) -> torch.Tensor:
     """(1, E, g, g) encoding of the embedding-grid cell centres (``get_dense_pe``, fp32)."""
-    centres = (torch.arange(grid, device=pe_layer.positional_encoding_gaussian_matrix.device) + 0.5) / grid
+    centres = (
+        torch.arange(grid, device=pe_layer.positional_encoding_gaussian_matrix.device) + 0.5
+    ) / grid
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     return fourier_pe(pe_layer, torch.stack([xs, ys], dim=-1)).permute(2, 0, 1)[None]
 

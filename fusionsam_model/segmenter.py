@@ -80,13 +80,15 @@ class Segmenter:
         **kw: Any,
     ) -> Segmenter:
         """Load a project checkpoint. ``thermal_range=None`` uses the checkpoint's own
-        default (fixed range or per-frame auto gain). Extra ``kw`` go to the backend
-        (e.g. the exported-graph directory of an onnxruntime / tensorrt backend)."""
+        default (fixed range or per-frame auto gain). A non-torch backend gets the loaded
+        model (it exports and caches the graphs) or ``export_dir=`` with graphs exported
+        before; other ``kw`` go to the backend factory."""
         from .checkpoint import load_checkpoint
 
         model, table, meta = load_checkpoint(path, map_location="cpu")
         cfg = model.config
-        source: Any = model if backend == "torch" else kw.pop("model_path", model)
+        export_dir = kw.pop("export_dir", None)
+        source: Any = export_dir if backend != "torch" and export_dir else model
         engine = make_backend(backend, source, device=device, precision=precision, **kw)
         return cls(
             engine,
@@ -106,19 +108,25 @@ class Segmenter:
         precision: str = "fp32",
         thermal_range: ThermalRange | None = None,
         seed: int | None = 0,
+        backend: str = "torch",
         **overrides: Any,
     ) -> Segmenter:
-        """An untrained model (random weights) of a preset: for benchmarks, tests, plumbing."""
+        """An untrained model (random weights) of a preset: for benchmarks, tests, plumbing.
+        ``overrides`` are ModelConfig fields (e.g. ``fusion="concat"``)."""
         from .config import build_config
         from .model import FusionSAM
 
         table = get_class_table(class_table) if isinstance(class_table, str) else class_table
-        cfg = build_config(preset, input_size=input_size, num_classes=table.num_classes, **overrides)
+        cfg = build_config(
+            preset, input_size=input_size, num_classes=table.num_classes, **overrides
+        )
         if seed is not None:
             torch.manual_seed(seed)
         model = FusionSAM(cfg)
-        engine = make_backend("torch", model, device=device, precision=precision)
-        return cls(engine, table, thermal_range=thermal_range, thermal_percentiles=cfg.thermal_percentiles)
+        engine = make_backend(backend, model, device=device, precision=precision)
+        return cls(
+            engine, table, thermal_range=thermal_range, thermal_percentiles=cfg.thermal_percentiles
+        )
 
     def predict(
         self, rgb: np.ndarray, thermal: np.ndarray, return_probs: bool = False

@@ -265,9 +265,8 @@ def _play_once(
             wall_start = time.monotonic()
             next_progress = wall_start + 1.0
         due = wall_start + (message.timestamp_ns - first_ns) / 1e9 / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        if not _sleep_until(due, node.context):
+            raise KeyboardInterrupt  # rclpy's SIGINT handler shut the context down
         try:
             check_message(message)
         except Exception as exc:  # any deserialisation failure means the bytes are bad
@@ -286,6 +285,18 @@ def _play_once(
         if now >= next_progress:
             log(f"  {seen}/{total} messages, t = {(message.timestamp_ns - first_ns) / 1e9:.1f} s")
             next_progress = now + 1.0
+
+
+def _sleep_until(due: float, context: Any) -> bool:
+    """Sleep in short slices so Ctrl-C (which shuts the rclpy context down) stops playback
+    promptly; False once the context is gone."""
+    while True:
+        if not context.ok():
+            return False
+        delay = due - time.monotonic()
+        if delay <= 0:
+            return True
+        time.sleep(min(delay, 0.05))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,9 @@
 """`make demo`: replay a synthetic drive through the node and score it, in one command.
 
-Steps (each reused when its output already exists under ``runs/demo``):
-1. generate a small synthetic MFNet-layout dataset (fixed seed) into ``data/``;
-2. write its test split as a rosbag2 ``drive_bag/`` (10 Hz cameras, thermal 8 ms late
-   with 2 ms jitter, so the node's approximate-time pairing is exercised);
+Steps (1 and 2 are reused when ``runs/demo`` already holds them for the same arguments):
+1. generate a small synthetic MFNet-layout dataset (fixed seed) into ``data/`` and
+2. write its test split as a rosbag2 ``drive_bag/`` (mcap; 10 Hz cameras, thermal 8 ms
+   late with 2 ms jitter, so the node's approximate-time pairing is exercised);
 3. time the model on a few frames and pick a playback rate the CPU can follow, so the
    node does not have to drop frames (the report still counts any that it does);
 4. start ``fusionsam_node`` with the bundled model, ``fusionsam-evaluate`` and
@@ -38,28 +38,28 @@ def log(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def ensure_dataset(root: Path, num_test: int, seed: int) -> Path:
-    """The generator puts a quarter of the pairs in the test split."""
-    from fusionsam_model.synth import generate
+def prepare_drive(out: Path, num_test: int, seed: int, camera_hz: float) -> Any:
+    """Synthetic dataset + its test-split bag, rebuilt only when the recipe changed or a
+    previous run was interrupted (``drive.json`` is written last)."""
+    import shutil
 
-    if (root / "test.txt").is_file():
-        log(f"dataset: {root} (exists)")
-        return root
-    log(f"dataset: generating {4 * num_test} synthetic pairs (seed {seed}) into {root}")
-    generate(root, num=4 * num_test, seed=seed, layout="mfnet", workers=min(2, os.cpu_count() or 1))
-    return root
-
-
-def ensure_bag(data: Path, bag: Path, camera_hz: float, seed: int) -> Any:
     from fusionsam_model.datasets import open_dataset
+    from fusionsam_model.synth import generate
 
     from .bag_writer import write_bag
 
+    data, bag, stamp = out / "data", out / "drive_bag", out / "drive.json"
+    recipe = {"num_test": num_test, "seed": seed, "camera_hz": camera_hz}
+    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+        log(f"drive: {data} and {bag} (exist)")
+        return open_dataset(data, "test")
+    stamp.unlink(missing_ok=True)
+    for stale in (data, bag):
+        shutil.rmtree(stale, ignore_errors=True)
+    # the generator puts a quarter of the pairs in the test split
+    log(f"drive: generating {4 * num_test} synthetic pairs (seed {seed}) into {data}")
+    generate(data, num=4 * num_test, seed=seed, layout="mfnet", workers=min(2, os.cpu_count() or 1))
     dataset = open_dataset(data, "test")
-    if (bag / "metadata.yaml").is_file():
-        log(f"bag: {bag} (exists)")
-        return dataset
-    log(f"bag: writing {len(dataset)} test frames to {bag}")
     summary = write_bag(
         dataset,
         bag,
@@ -69,7 +69,8 @@ def ensure_bag(data: Path, bag: Path, camera_hz: float, seed: int) -> Any:
         jitter_ms=2.0,
         seed=seed,
     )
-    log(f"bag: {summary.frames} frames over {summary.duration_s:.1f} s at {camera_hz:g} Hz")
+    log(f"drive: bag {bag} with {summary.frames} frames over {summary.duration_s:.1f} s")
+    stamp.write_text(json.dumps(recipe))
     return dataset
 
 
@@ -297,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        data = ensure_dataset(out / "data", args.num_test, args.seed)
-        dataset = ensure_bag(data, out / "drive_bag", args.camera_hz, args.seed)
+        dataset = prepare_drive(out, args.num_test, args.seed, args.camera_hz)
         segmenter = load_segmenter(checkpoint)
         infer_s = measure_inference_s(segmenter, dataset)
         rate = args.rate

@@ -61,7 +61,7 @@ class StreamScorer:
     """Pairs labels and predictions by stamp and scores each pair once; no ROS in here."""
 
     class_table: ClassTable
-    max_pending: int = 256  # labels waiting for a mask; older ones count as dropped
+    max_pending: int = 256  # frames waiting for their partner; older ones are given up
     overall: ConfusionMatrix = field(init=False)
     splits: dict[str, ConfusionMatrix] = field(init=False)
     split_frames: dict[str, int] = field(init=False)
@@ -74,6 +74,7 @@ class StreamScorer:
     label_count: int = 0
     prediction_count: int = 0
     evicted_labels: int = 0
+    evicted_predictions: int = 0
     shape_mismatches: list[str] = field(default_factory=list)
     mask_arrivals: list[float] = field(default_factory=list)  # of scored masks
 
@@ -107,6 +108,9 @@ class StreamScorer:
             )
         else:
             self.predictions[stamp] = _Pending(arrival, pixels)
+            while len(self.predictions) > self.max_pending:
+                del self.predictions[min(self.predictions)]
+                self.evicted_predictions += 1
 
     def add_name(self, stamp: int, name: str) -> None:
         self.names[stamp] = name
@@ -167,7 +171,7 @@ class StreamScorer:
                 "predictions": self.prediction_count,
                 "matched": matched,
                 "dropped": len(self.labels) + self.evicted_labels,
-                "unmatched_predictions": len(self.predictions),
+                "unmatched_predictions": len(self.predictions) + self.evicted_predictions,
                 "shape_mismatches": len(self.shape_mismatches),
                 "named": sum(1 for e in self.matched if e["name"] is not None),
             },
@@ -288,7 +292,9 @@ def write_report(report: dict[str, Any], out: Path, overlays: list[tuple[str, np
     splits = {c: report[c]["per_class_iou"] for c in ("overall", "day", "night") if c in report}
     report_plots.iou_bars(splits, out / "iou.png", f"per-class IoU — {report['protocol']}")
     report_plots.latency_histogram(
-        [m["latency_ms"] for m in report["matched"]], out / "latency.png", "mask latency"
+        [m["latency_ms"] for m in report["matched"]],
+        out / "latency.png",
+        "mask latency (label arrival to mask arrival, same stamp)",
     )
     if overlays:
         for label, image in overlays:
@@ -491,9 +497,11 @@ def main(argv: list[str] | None = None) -> int:
         overlay_topic=args.overlay_topic if args.overlays > 0 else None,
     )
     print(f"evaluating {args.pred} against {args.labels} ({class_table.name}); waiting for frames")
+    from rclpy.executors import ExternalShutdownException
+
     try:
         reason = evaluator.run(args.count, args.timeout, args.startup_timeout)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C: still write the report
         reason = "interrupted"
     report = evaluator.finish(reason, Path(args.out), overlays=args.overlays)
     node.destroy_node()

@@ -96,7 +96,9 @@ def time_segmenter(seg: Segmenter, batch: int, warmup: int, iters: int) -> dict:
     }
 
 
-def tensorrt_row(model: FusionSAM, device: torch.device, size: int, warmup: int, iters: int) -> dict:
+def tensorrt_row(
+    model: FusionSAM, device: torch.device, size: int, warmup: int, iters: int
+) -> dict:
     """Export fp32 ONNX, build (or load) fp16 engines, time the TensorRT backend."""
     from fusionsam_model.backends.tensorrt_backend import TensorRTBackend
     from fusionsam_model.export import export_model
@@ -123,10 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--compile-mode", default="default", help="torch.compile mode of the compiled row")
+    p.add_argument(
+        "--compile-mode", default="default", help="torch.compile mode of the compiled row"
+    )
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--budget-s", type=float, default=420.0, help="stop starting new rows after this")
-    p.add_argument("--json", default=None, help="write all figures here (default: $OUT/gpu_check.json)")
+    p.add_argument(
+        "--budget-s", type=float, default=420.0, help="stop starting new rows after this"
+    )
+    p.add_argument(
+        "--json", default=None, help="write all figures here (default: $OUT/gpu_check.json)"
+    )
     args = p.parse_args(argv)
     if args.dry_run:
         args.presets, args.size, args.iters, args.warmup = "tiny", 64, 2, 1
@@ -138,14 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     deadline = Deadline(args.budget_s)
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     have_trt = importlib.util.find_spec("tensorrt") is not None
-    print(f"gpu_check: torch {torch.__version__}, device {gpu}, TensorRT "
-          f"{'present' if have_trt else 'absent'}, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    print(
+        f"gpu_check: torch {torch.__version__}, device {gpu}, TensorRT "
+        f"{'present' if have_trt else 'absent'}, {time.strftime('%Y-%m-%d %H:%M')}",
+        flush=True,
+    )
     rows: list[dict] = []
     e2e: list[dict] = []
     for preset in args.presets.split(","):
         torch.manual_seed(0)
         with torch.device(device):  # random init straight on the GPU: seconds, not minutes
-            master = FusionSAM(build_config(preset, input_size=args.size, num_classes=MFNET.num_classes))
+            master = FusionSAM(
+                build_config(preset, input_size=args.size, num_classes=MFNET.num_classes)
+            )
         master.eval()
         variants = [("fp32", None), ("bf16", None), ("fp16", None)]
         if not args.no_compile:
@@ -163,9 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r.update(preset=preset, precision=precision, compile=mode or "-")
             rows.append(r)
-            print(f"  {preset} {precision} compile={mode or '-'}: {r['e2e_ms']:.2f} ms "
-                  f"(warm-up {r['warmup_s']:.1f} s) "
-                  f"{ {k: round(v, 2) for k, v in r['stages_ms'].items()} }", flush=True)
+            print(
+                f"  {preset} {precision} compile={mode or '-'}: {r['e2e_ms']:.2f} ms "
+                f"(warm-up {r['warmup_s']:.1f} s) "
+                f"{ {k: round(v, 2) for k, v in r['stages_ms'].items()} }",
+                flush=True,
+            )
             if precision != "fp32" and (best is None or r["e2e_ms"] < best[1]["e2e_ms"]):
                 best = ((precision, mode), r, backend)
             else:
@@ -178,11 +194,16 @@ def main(argv: list[str] | None = None) -> int:
             for batch in (1, 4):
                 if batch > 1 and deadline.left() < 90:  # a compiled model recompiles for B=4
                     continue
-                s = time_segmenter(seg, batch, args.warmup, max(args.iters, 10) if batch == 1 else args.iters)
+                s = time_segmenter(
+                    seg, batch, args.warmup, max(args.iters, 10) if batch == 1 else args.iters
+                )
                 s.update(preset=preset, precision=precision, compile=mode or "-", batch=batch)
                 e2e.append(s)
-                print(f"  Segmenter {preset} {precision} compile={mode or '-'} batch {batch}: "
-                      f"{s['pairs_per_s']:.1f} pairs/s", flush=True)
+                print(
+                    f"  Segmenter {preset} {precision} compile={mode or '-'} batch {batch}: "
+                    f"{s['pairs_per_s']:.1f} pairs/s",
+                    flush=True,
+                )
         del best, master
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -190,42 +211,78 @@ def main(argv: list[str] | None = None) -> int:
     if have_trt and device.type == "cuda" and deadline.left() > 60:
         try:
             torch.manual_seed(0)
-            trt = tensorrt_row(FusionSAM(build_config("vit_b", input_size=args.size)).eval(),
-                               device, args.size, args.warmup, args.iters)
+            trt = tensorrt_row(
+                FusionSAM(build_config("vit_b", input_size=args.size)).eval(),
+                device,
+                args.size,
+                args.warmup,
+                args.iters,
+            )
         except Exception as exc:
             trt = {"error": f"{type(exc).__name__}: {exc}"}
 
     # ---- the table -------------------------------------------------------------------
-    print(f"\n== FusionSAM GPU check: {gpu}, torch {torch.__version__}, S={args.size}, batch 1, random weights ==")
-    print(f"{'preset':<7}{'precision':<10}{'compile':<16}{'e2e ms':>8}{'encoder':>9}{'decoder':>9}"
-          f"{'front':>8}{'x fp32':>8}")
-    ref = {r["preset"]: r["e2e_ms"] for r in rows if r["precision"] == "fp32" and r["compile"] == "-"}
+    print(
+        f"\n== FusionSAM GPU check: {gpu}, torch {torch.__version__}, S={args.size}, batch 1, random weights =="
+    )
+    print(
+        f"{'preset':<7}{'precision':<10}{'compile':<16}{'e2e ms':>8}{'encoder':>9}{'decoder':>9}"
+        f"{'front':>8}{'x fp32':>8}"
+    )
+    ref = {
+        r["preset"]: r["e2e_ms"] for r in rows if r["precision"] == "fp32" and r["compile"] == "-"
+    }
     for r in rows:
         st = r["stages_ms"]
         front = st.get("front", st.get("lstg", 0.0) + st.get("fmp", 0.0))
         ratio = ref.get(r["preset"], float("nan")) / r["e2e_ms"]
-        print(f"{r['preset']:<7}{r['precision']:<10}{r['compile']:<16}{r['e2e_ms']:>8.2f}"
-              f"{st.get('image_encoder', 0):>9.2f}{st.get('decoder', 0):>9.2f}{front:>8.2f}{ratio:>8.2f}")
-    print(f"\n{'Segmenter 480x640':<20}{'config':<26}{'batch':>6}{'pairs/s':>9}{'goal':>7}  verdict")
+        print(
+            f"{r['preset']:<7}{r['precision']:<10}{r['compile']:<16}{r['e2e_ms']:>8.2f}"
+            f"{st.get('image_encoder', 0):>9.2f}{st.get('decoder', 0):>9.2f}{front:>8.2f}{ratio:>8.2f}"
+        )
+    print(
+        f"\n{'Segmenter 480x640':<20}{'config':<26}{'batch':>6}{'pairs/s':>9}{'goal':>7}  verdict"
+    )
     for s in e2e:
         goal = GOALS.get(s["preset"])
         verdict = "-" if goal is None else ("MET" if s["pairs_per_s"] >= goal else "missed")
         cfg = f"{s['precision']} compile={s['compile']}"
-        print(f"{s['preset']:<20}{cfg:<26}{s['batch']:>6}{s['pairs_per_s']:>9.1f}"
-              f"{goal if goal else '-':>7}  {verdict}")
+        print(
+            f"{s['preset']:<20}{cfg:<26}{s['batch']:>6}{s['pairs_per_s']:>9.1f}"
+            f"{goal if goal else '-':>7}  {verdict}"
+        )
     if trt is not None:
         if "error" in trt:
             print(f"\nTensorRT vit_b: FAILED {trt['error']}")
         else:
-            print(f"\nTensorRT vit_b fp16: {trt['e2e_ms']:.2f} ms e2e "
-                  f"{ {k: round(v, 2) for k, v in trt['stages_ms'].items()} }; export {trt['export_s']:.0f} s, "
-                  f"build {trt['build_s']:.0f} s, cached reload {trt['reload_s']:.1f} s")
+            print(
+                f"\nTensorRT vit_b fp16: {trt['e2e_ms']:.2f} ms e2e "
+                f"{ {k: round(v, 2) for k, v in trt['stages_ms'].items()} }; export {trt['export_s']:.0f} s, "
+                f"build {trt['build_s']:.0f} s, cached reload {trt['reload_s']:.1f} s"
+            )
     else:
-        print("\nTensorRT: not installed here (path not measured)" if not have_trt else "\nTensorRT: skipped")
-    out = args.json or (os.path.join(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
+        print(
+            "\nTensorRT: not installed here (path not measured)"
+            if not have_trt
+            else "\nTensorRT: skipped"
+        )
+    out = args.json or (
+        os.path.join(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None
+    )
     if out:
-        Path(out).write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "size": args.size,
-                                         "rows": rows, "segmenter": e2e, "tensorrt": trt}, indent=2))
+        Path(out).write_text(
+            json.dumps(
+                {
+                    "gpu": gpu,
+                    "torch": torch.__version__,
+                    "size": args.size,
+                    "rows": rows,
+                    "segmenter": e2e,
+                    "tensorrt": trt,
+                },
+                indent=2,
+            )
+        )
         print(f"figures written to {out}")
     return 0
 

@@ -43,7 +43,9 @@ def read_back(bag: Path) -> dict[str, list]:
     """topic -> [(record time, deserialised message)] via rosbags."""
     out: dict[str, list] = {}
     for m in read_messages(bag):
-        out.setdefault(m.topic, []).append((m.timestamp_ns, typestore().deserialize_cdr(m.raw, m.msgtype)))
+        out.setdefault(m.topic, []).append(
+            (m.timestamp_ns, typestore().deserialize_cdr(m.raw, m.msgtype))
+        )
     return out
 
 
@@ -105,14 +107,14 @@ def test_same_arguments_write_the_same_messages(tmp_path: Path) -> None:
 def test_thermal_mono16(tmp_path: Path) -> None:
     eight = make_samples(1)
     write_bag(eight, tmp_path / "widened", thermal_encoding="mono16")
-    (_, thermal), = read_back(tmp_path / "widened")[THERMAL_TOPIC]
+    ((_, thermal),) = read_back(tmp_path / "widened")[THERMAL_TOPIC]
     assert thermal.encoding == "mono16" and thermal.step == 64
     values = np.frombuffer(bytes(thermal.data), "<u2").reshape(24, 32)
     assert np.array_equal(values, eight[0].thermal.astype(np.uint16) * 257)
 
     sixteen = make_samples(1, thermal_dtype=np.uint16)
     write_bag(sixteen, tmp_path / "native")  # the dataset depth is kept by default
-    (_, thermal), = read_back(tmp_path / "native")[THERMAL_TOPIC]
+    ((_, thermal),) = read_back(tmp_path / "native")[THERMAL_TOPIC]
     assert thermal.encoding == "mono16"
     assert bytes(thermal.data) == sixteen[0].thermal.astype("<u2").tobytes()
     with pytest.raises(bag_writer.BagWriteError, match="mono16"):
@@ -138,8 +140,18 @@ def test_make_bag_cli_on_a_generated_dataset(tmp_path: Path, capsys) -> None:
 
     test_split = open_dataset(tmp_path / "data", "test")
     rc = bag_writer.main(
-        ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "bag"), "--storage", "mcap",
-         "--limit", "2", "--thermal-offset-ms", "5"]
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "bag"),
+            "--storage",
+            "mcap",
+            "--limit",
+            "2",
+            "--thermal-offset-ms",
+            "5",
+        ]
     )
     assert rc == 0, capsys.readouterr().err
     got = read_back(tmp_path / "bag")
@@ -185,7 +197,9 @@ def corrupt_bag(tmp_path: Path, frames: int = 4, bad_index: int = 1) -> Path:
     write_bag(make_samples(frames), tmp_path / "good", rate_hz=20)
     messages = []
     for m in read_messages(tmp_path / "good"):
-        raw = m.raw[: len(m.raw) // 2] if (m.topic, m.index) == (THERMAL_TOPIC, bad_index) else m.raw
+        raw = (
+            m.raw[: len(m.raw) // 2] if (m.topic, m.index) == (THERMAL_TOPIC, bad_index) else m.raw
+        )
         messages.append((m.topic, m.timestamp_ns, raw))
     write_raw_bag(tmp_path / "corrupt", messages)
     return tmp_path / "corrupt"
@@ -221,7 +235,10 @@ def test_player_cli_reports_corruption_and_missing_bag(tmp_path: Path, ros_env) 
     bag = corrupt_bag(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "fusionsam_ros.bag_player", str(bag), "--rate", "10"],
-        env=ros_env, capture_output=True, text=True, timeout=60,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "thermal/image message #1" in done.stdout
@@ -229,7 +246,10 @@ def test_player_cli_reports_corruption_and_missing_bag(tmp_path: Path, ros_env) 
 
     done = subprocess.run(
         [sys.executable, "-m", "fusionsam_ros.bag_player", str(tmp_path / "nope")],
-        env=ros_env, capture_output=True, text=True, timeout=60,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "bag not found" in done.stderr
 
@@ -246,8 +266,15 @@ def test_player_keeps_recorded_timing_and_remaps(tmp_path: Path, ros_env, ros_cl
         Image, "cam/rgb", lambda m: arrivals.append((time.monotonic(), stamp(m))), qos
     )
     player = run_player(
-        [str(tmp_path / "timed"), "--remap", "rgb/image:=cam/rgb", "--topics", "rgb/image",
-         "--wait-for-subscribers", "20"],
+        [
+            str(tmp_path / "timed"),
+            "--remap",
+            "rgb/image:=cam/rgb",
+            "--topics",
+            "rgb/image",
+            "--wait-for-subscribers",
+            "20",
+        ],
         ros_env,
     )
     output = player.communicate(timeout=90)[0]

@@ -88,12 +88,14 @@ def test_config_round_trip():
 def test_batch_equals_one_by_one():
     torch.manual_seed(0)
     model = FusionSAM(build_config("tiny", input_size=SMALL)).eval()
-    rgb, th = _inputs(3, SMALL, seed=1)
+    rgb, th = _inputs(2, SMALL, seed=1)
     with torch.no_grad():
         batch = model(rgb, th)
-        for i in range(3):
+        for i in range(2):
             one = model(rgb[i : i + 1], th[i : i + 1])
-            torch.testing.assert_close(one.class_logits[0], batch.class_logits[i], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                one.class_logits[0], batch.class_logits[i], atol=1e-5, rtol=1e-5
+            )
             torch.testing.assert_close(one.presence[0], batch.presence[i], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(one.fused[0], batch.fused[i], atol=1e-5, rtol=1e-5)
     # the images differ, so identical outputs would mean the batch was mixed up
@@ -170,3 +172,15 @@ def test_decoder_output_depends_on_the_fusion_mask():
         la, _ = model.decode(emb, _blob(m, 5, 5))
         lb, _ = model.decode(emb, _blob(m, 25, 25))
     assert not torch.allclose(la, lb)
+
+
+def test_frozen_encoder_can_still_pass_gradients_to_the_fused_image():
+    cfg = build_config("tiny", input_size=SMALL, freeze_image_encoder=True, encoder_backprop=True)
+    model = FusionSAM(cfg).train()
+    rgb, th = _inputs(1, SMALL)
+    front = model.forward_front(rgb, th)
+    fused = front.fused.detach().requires_grad_(True)
+    logits, _ = model.decode(model.encode_image(fused), front.mask_logits.detach())
+    logits.sum().backward()
+    assert fused.grad is not None and fused.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.image_encoder.parameters())

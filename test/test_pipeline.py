@@ -121,3 +121,52 @@ def test_without_a_node_every_frame_is_reported_dropped(
     assert "the bag ended" in report["stop_reason"]
     assert "no mask arrived on fusionsam/semantic" in report["stop_reason"]
     assert report["overall"]["miou"] is None
+
+
+def test_scorer_pairs_by_exact_stamp_in_any_arrival_order() -> None:
+    """Masks may come before their label and names after both; only equal stamps pair."""
+    import numpy as np
+
+    from fusionsam_model.classes import MFNET
+    from fusionsam_model.metrics import ConfusionMatrix
+    from fusionsam_ros.stream_evaluator import StreamScorer
+
+    rng = np.random.default_rng(0)
+    label_a, mask_a, label_b, mask_b = rng.integers(0, 9, (4, 6, 8), dtype=np.uint8)
+    scorer = StreamScorer(MFNET)
+    scorer.add_prediction(200, mask_b, arrival=1.30)  # mask first
+    scorer.add_label(100, label_a, arrival=1.00)
+    scorer.add_label(200, label_b, arrival=1.10)
+    scorer.add_name(200, "00002N")  # name after the pair was scored
+    scorer.add_prediction(100, mask_a, arrival=1.25)
+    scorer.add_name(100, "00001D")
+    scorer.add_label(300, label_a, arrival=1.20)  # never answered: dropped
+    scorer.add_prediction(301, mask_a, arrival=1.40)  # stamp 1 ns off: not a pair
+    report = scorer.report("test", {})
+
+    expected = ConfusionMatrix(MFNET)
+    expected.update(mask_b, label_b)
+    expected.update(mask_a, label_a)
+    assert report["confusion_matrix"] == expected.matrix.tolist()
+    assert report["frames"]["matched"] == 2
+    assert (report["frames"]["dropped"], report["frames"]["unmatched_predictions"]) == (1, 1)
+    assert (report["day"]["frames"], report["night"]["frames"]) == (1, 1)
+    assert [m["latency_ms"] for m in report["matched"]] == pytest.approx([200.0, 250.0])
+    assert [m["name"] for m in report["matched"]] == ["00002N", "00001D"]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoint: Path) -> None:
+    """`make demo` on a 2-frame drive (the fast tests above cover the same chain)."""
+    out = tmp_path / "demo"
+    args = ["--out", str(out), "--num-test", "2", "--checkpoint", str(tiny_checkpoint)]
+    done = subprocess.run(
+        [sys.executable, "-m", "fusionsam_ros.demo", *args],
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mIoU:" in done.stdout and "identical" in done.stdout
+    assert (out / "overlay_strip.png").is_file() and (out / "report.md").is_file()

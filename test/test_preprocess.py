@@ -19,7 +19,11 @@ from fusionsam_model.preprocess import (
 
 
 def test_thermal_fixed_range_for_each_dtype():
-    cases = ((np.uint8, 10, 250, 255), (np.uint16, 1000, 9000, 20000), (np.float32, 250.0, 320.0, 400))
+    cases = (
+        (np.uint8, 10, 250, 255),
+        (np.uint16, 1000, 9000, 20000),
+        (np.float32, 250.0, 320.0, 400),
+    )
     for dtype, lo, hi, above in cases:
         t = np.array([[lo, hi], [(lo + hi) / 2, above], [0, lo / 2]]).astype(dtype)
         out = normalize_thermal(t, thermal_range=(lo, hi))
@@ -50,7 +54,10 @@ def test_thermal_nan_inf_and_flat_frames_are_safe():
         normalize_thermal(np.zeros((4, 4), np.uint8), thermal_range=(5, 5))
 
 
-@pytest.mark.parametrize(("hw", "content"), [((480, 640), (240, 320)), ((600, 800), (240, 320)), ((640, 480), (320, 240))])
+@pytest.mark.parametrize(
+    ("hw", "content"),
+    [((480, 640), (240, 320)), ((600, 800), (240, 320)), ((640, 480), (320, 240))],
+)
 def test_letterbox_geometry(hw, content):
     box = letterbox_for(hw, 320)
     assert box.resized_hw == content
@@ -82,7 +89,9 @@ def test_unletterbox_matches_torch_bilinear():
     box = letterbox_for((480, 640), 320)
     logits = torch.randn(9, 80, 80)
     ours = unletterbox_logits(logits, box)
-    ref = F.interpolate(logits[None, :, :60, :80], size=(480, 640), mode="bilinear", align_corners=False)
+    ref = F.interpolate(
+        logits[None, :, :60, :80], size=(480, 640), mode="bilinear", align_corners=False
+    )
     np.testing.assert_allclose(ours.transpose(2, 0, 1), ref[0].numpy(), atol=1e-4)
 
 

@@ -260,14 +260,13 @@ def test_busy_model_drops_stale_pairs_and_counts_them(client, node):
         t = base + k * 1_000_000
         send_pair(client, make_image(src, "rgb8", t), make_image(th, "mono8", t))
 
-    def settled() -> dict | None:
+    def settled() -> bool:  # every pair that arrived was either published or dropped
         now = latest_diagnostics(client)
-        done = int(now["published"]) + int(now["dropped_pairs"])
-        return (
-            now if done - int(before["published"]) - int(before["dropped_pairs"]) >= n - 2 else None
-        )
+        received = int(now["pairs_received"]) - int(before["pairs_received"])
+        done = sum(int(now[k]) - int(before[k]) for k in ("published", "dropped_pairs"))
+        return received >= 2 and done == received
 
-    wait_until(settled, 15.0)  # every pair that arrived was either published or dropped
+    assert wait_until(settled, 15.0), latest_diagnostics(client)
     after = latest_diagnostics(client, after_s=0.5)
     received = int(after["pairs_received"]) - int(before["pairs_received"])
     dropped = int(after["dropped_pairs"]) - int(before["dropped_pairs"])

@@ -19,6 +19,9 @@ DEFAULTS: dict[str, Any] = {
         "preset": "tiny",
         "class_table": "mfnet",
         "sam_checkpoint": None,  # official SAM .pth for the image encoder (vit_* presets)
+        # Project checkpoint whose stage-1 LSTG autoencoders to start from (run stage seg
+        # only), so ablations share one stage 1 instead of re-training it.
+        "init_lstg_from": None,
     },
     "data": {
         "root": "data/synth",
@@ -133,7 +136,7 @@ def model_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in cfg["model"].items()
-        if k not in ("preset", "class_table", "sam_checkpoint")
+        if k not in ("preset", "class_table", "sam_checkpoint", "init_lstg_from")
     }
 
 

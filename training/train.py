@@ -130,6 +130,8 @@ class Trainer:
         if sam_ckpt:
             report = load_sam_weights(self.model, sam_ckpt)
             log.info("%s", str(report).splitlines()[0])
+        if cfg["model"]["init_lstg_from"]:
+            self._init_lstg(Path(cfg["model"]["init_lstg_from"]))
         self.discriminators = nn.ModuleDict(
             {
                 k: PatchDiscriminator(3 if k == "rgb" else 1)
@@ -215,6 +217,23 @@ class Trainer:
                 f"train split of {root} has {len(train_ds)} pairs: too few for batch_size "
                 f"{self.cfg['train']['batch_size']} x {self.info.world_size} processes"
             )
+
+    def _init_lstg(self, path: Path) -> None:
+        """Copy the LSTG autoencoders (lstg_rgb.*, lstg_thermal.*) from a project checkpoint."""
+        if not path.is_file():
+            raise CheckpointError(f"model.init_lstg_from: no checkpoint at {path}")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        state = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
+        own = self.model.state_dict()
+        keys = [k for k in own if k.startswith(("lstg_rgb.", "lstg_thermal."))]
+        missing = [k for k in keys if k not in state or state[k].shape != own[k].shape]
+        if not keys or missing:
+            raise CheckpointError(
+                f"model.init_lstg_from: {path} lacks matching LSTG weights for this model "
+                f"(e.g. {missing[:3]}); it must come from a run with the same preset and LSTG"
+            )
+        self.model.load_state_dict({k: state[k] for k in keys}, strict=False)
+        log.info("LSTG autoencoders (%d tensors) initialised from %s", len(keys), path)
 
     def steps_per_epoch(self) -> int:
         cap = self.cfg["train"]["max_steps_per_epoch"]

@@ -46,7 +46,7 @@ BACKENDS: dict[str, str] = {
 
 def register_backend(name: str, target: str | Callable[..., Backend]) -> None:
     """Add a backend factory (``"module:function"`` or a callable) under ``name``."""
-    BACKENDS[name] = target  # type: ignore[assignment]
+    BACKENDS[name] = target
 
 
 def make_backend(name: str, model_or_path: Any, **kw: Any) -> Backend:
