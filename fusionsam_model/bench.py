@@ -38,6 +38,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=30, help="timed iterations")
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="every available backend x precision, torch fp32 first as the reference",
+    )
     return p.parse_args(argv)
 
 
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup):
         seg.predict_batch(rgbs, thermals)
-    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
+    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, "front", "total")}
     wall0 = time.perf_counter()
     for _ in range(args.iters):
         t = seg.predict_batch(rgbs, thermals)[0].timings
@@ -119,6 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
     print(f"{'stage':<15}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
     for k, v in samples.items():
         a = np.asarray(v)
+        if np.isnan(a).all():  # stage this backend does not have (exported graphs: "front")
+            continue
         print(f"{k:<15}{a.mean():>10.2f}{np.percentile(a, 50):>10.2f}{np.percentile(a, 90):>10.2f}")
     pairs = args.iters * args.batch / wall
     print(f"end to end: {pairs:.2f} pairs/s ({1e3 / pairs:.1f} ms per pair, wall clock)")
@@ -131,8 +138,52 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
     return samples
 
 
+# precisions tried per backend by --compare; CPU runs torch in fp32 only (half is emulated there)
+COMPARE = {
+    "torch": ("fp32", "bf16", "fp16"),
+    "onnxruntime": ("fp32", "fp16"),
+    "tensorrt": ("fp16", "fp32"),
+}
+
+
+def compare(args: argparse.Namespace) -> list[tuple[str, str, float, dict[str, float]]]:
+    """Run every backend x precision that works here; a summary relative to torch fp32."""
+    results = []
+    for backend, precisions in COMPARE.items():
+        for precision in precisions:
+            if backend == "torch" and precision != "fp32" and not args.device.startswith("cuda"):
+                continue
+            one = argparse.Namespace(**{**vars(args), "backend": backend, "precision": precision})
+            try:
+                samples = run(one)
+            except Exception as exc:  # e.g. TensorRT not installed: say so, go on
+                print(
+                    f"fusionsam-bench: {backend} {precision} skipped: {type(exc).__name__}: {exc}"
+                )
+                continue
+            p50 = {k: float(np.nanmedian(v)) for k, v in samples.items() if not np.isnan(v).all()}
+            results.append((backend, precision, p50["total"], p50))
+    ref = next((r[2] for r in results if r[:2] == ("torch", "fp32")), float("nan"))
+    stages = ("lstg", "fmp", "front", "image_encoder", "decoder")
+    print(
+        f"\n{'backend':<13}{'precision':<10}{'total p50':>10}{'pairs/s':>9}{'x torch fp32':>13}"
+        + "".join(f"{s:>14}" for s in stages)
+    )
+    for backend, precision, total, p50 in results:
+        cells = "".join(f"{p50.get(s, float('nan')):>14.2f}" for s in stages)
+        print(
+            f"{backend:<13}{precision:<10}{total:>10.2f}{1e3 * args.batch / total:>9.2f}"
+            f"{ref / total:>13.2f}{cells}"
+        )
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.compare:
+        compare(args)
+    else:
+        run(args)
     return 0
 
 

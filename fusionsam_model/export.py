@@ -335,13 +335,13 @@ def cached_export(
         LOG.info("exporting ONNX graphs to %s (first use of this model)", target)
         export_model(model, tmp, class_table, size, fp16, opset, source=source)
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)  # atomic: a reader never sees a half-written export
-    except FileExistsError:  # another process finished the same export first
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)  # atomic: a reader never sees a half-written export
+        except OSError:
+            read_manifest(target)  # another process finished the same export first: use it
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

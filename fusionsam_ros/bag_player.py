@@ -56,6 +56,7 @@ class PlaybackSummary:
     wall_s: float = 0.0
     loops: int = 0
     interrupted: bool = False
+    error: str | None = None  # the bag broke during playback; what was played is kept
     publish_times: dict[str, list[float]] = field(default_factory=dict)
 
     def text(self) -> str:
@@ -65,6 +66,8 @@ class PlaybackSummary:
             f"(recorded span {self.recorded_span_s:.2f} s, {self.loops} full pass(es)"
             f"{', interrupted' if self.interrupted else ''}); {counts}"
         ]
+        if self.error:
+            lines.append(f"stopped early: {self.error}")
         if self.corrupted:
             lines.append(f"{len(self.corrupted)} corrupted message(s) skipped:")
             lines += [f"  {c}" for c in self.corrupted]
@@ -128,7 +131,15 @@ def read_messages(path: str | Path, topics: tuple[str, ...] | None = None) -> It
             c for c in reader.connections if wanted is None or c.topic.lstrip("/") in wanted
         ]
         counters: dict[str, int] = {}
-        for connection, timestamp, raw in reader.messages(connections=connections):
+        stream = reader.messages(connections=connections)
+        while True:
+            try:
+                connection, timestamp, raw = next(stream)
+            except StopIteration:
+                return
+            except Exception as exc:  # the storage itself is damaged (sqlite page, mcap chunk)
+                read = ", ".join(f"{t}: {n}" for t, n in counters.items()) or "nothing"
+                raise BagError(f"bag {path} is damaged after {read} messages: {exc}") from exc
             index = counters.get(connection.topic, 0)
             counters[connection.topic] = index + 1
             yield BagMessage(connection.topic, connection.msgtype, index, timestamp, bytes(raw))
@@ -241,6 +252,8 @@ def play(
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
+    except BagError as exc:
+        summary.error = str(exc)
     summary.wall_s = time.monotonic() - start
     return summary
 
@@ -368,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     print(summary.text())
+    if summary.error:
+        return 2
     return 3 if summary.corrupted else 0
 
 

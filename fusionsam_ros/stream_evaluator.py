@@ -336,14 +336,21 @@ class OverlayKeeper:
         return sorted(picked, key=lambda frame: frame[0])
 
 
-def evaluator_qos(depth: int = 100) -> Any:
-    """Best effort with a deep history: matches reliable and best-effort publishers alike."""
+def evaluator_qos(reliability: str, depth: int = 100) -> Any:
+    """Reliable by default: a replayed bag (reliable, as recorded) and the node's mask
+    publishers (reliable) then lose nothing in transport, so every frame the node drops
+    is a real drop. ``best_effort`` is for best-effort publishers, which a reliable
+    reader cannot match."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+    policies = {
+        "reliable": ReliabilityPolicy.RELIABLE,
+        "best_effort": ReliabilityPolicy.BEST_EFFORT,
+    }
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,
-        reliability=ReliabilityPolicy.BEST_EFFORT,
+        reliability=policies[reliability],
         durability=DurabilityPolicy.VOLATILE,
     )
 
@@ -359,7 +366,9 @@ class StreamEvaluator:
         pred_topic: str = PRED_TOPIC,
         names_topic: str = NAME_TOPIC,
         overlay_topic: str | None = None,
+        qos: str = "reliable",
     ) -> None:
+        from rclpy.event_handler import SubscriptionEventCallbacks
         from sensor_msgs.msg import Image
         from std_msgs.msg import Header
 
@@ -368,15 +377,34 @@ class StreamEvaluator:
         self.overlays = OverlayKeeper()
         self.last_message = None  # monotonic time of the newest message on any topic
         self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
-        qos = evaluator_qos()
-        self._subs = [
-            node.create_subscription(Image, labels_topic, self._on_label, qos),
-            node.create_subscription(Image, pred_topic, self._on_prediction, qos),
-            node.create_subscription(Header, names_topic, self._on_name, qos),
+        profile = evaluator_qos(qos)
+        subscriptions = [
+            (Image, labels_topic, self._on_label),
+            (Image, pred_topic, self._on_prediction),
+            (Header, names_topic, self._on_name),
         ]
         if overlay_topic:
             self.topics["overlay"] = overlay_topic
-            self._subs.append(node.create_subscription(Image, overlay_topic, self._on_overlay, qos))
+            subscriptions.append((Image, overlay_topic, self._on_overlay))
+        self._subs = [
+            node.create_subscription(
+                msg_type,
+                topic,
+                callback,
+                profile,
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=lambda _info, topic=topic: self._incompatible(topic, qos)
+                ),
+            )
+            for msg_type, topic, callback in subscriptions
+        ]
+
+    def _incompatible(self, topic: str, qos: str) -> None:
+        other = "best_effort" if qos == "reliable" else "reliable"
+        self.node.get_logger().error(
+            f"a publisher on {topic} has QoS incompatible with this {qos} subscription; "
+            f"run fusionsam-evaluate with --qos {other}"
+        )
 
     def _mono8(self, msg: Any, what: str) -> np.ndarray:
         from .image_conversion import check_image, image_to_array
@@ -469,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class-table", default="mfnet", help="mfnet or fmb")
     parser.add_argument("--overlay-topic", default=OVERLAY_TOPIC)
     parser.add_argument("--overlays", type=int, default=0, help="save N overlay frames and a strip")
+    parser.add_argument(
+        "--qos",
+        choices=("reliable", "best_effort"),
+        default="reliable",
+        help="subscription reliability (best_effort for best-effort publishers)",
+    )
     return parser
 
 
@@ -495,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         pred_topic=args.pred,
         names_topic=args.names,
         overlay_topic=args.overlay_topic if args.overlays > 0 else None,
+        qos=args.qos,
     )
     print(f"evaluating {args.pred} against {args.labels} ({class_table.name}); waiting for frames")
     from rclpy.executors import ExternalShutdownException

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-compile", action="store_true")
     p.add_argument(
-        "--budget-s", type=float, default=420.0, help="stop starting new rows after this"
+        "--budget-s", type=float, default=330.0, help="stop starting new rows after this"
     )
     p.add_argument(
         "--json", default=None, help="write all figures here (default: $OUT/gpu_check.json)"
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             (precision, mode), _, backend = best
             seg = Segmenter(backend, MFNET)
             for batch in (1, 4):
-                if batch > 1 and deadline.left() < 90:  # a compiled model recompiles for B=4
+                if batch > 1 and deadline.left() < 120:  # a compiled model recompiles for B=4
                     continue
                 s = time_segmenter(
                     seg, batch, args.warmup, max(args.iters, 10) if batch == 1 else args.iters

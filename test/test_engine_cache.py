@@ -181,7 +181,9 @@ def test_ensure_engine_restart_loads_and_foreign_rebuilds(tmp_path, monkeypatch,
     ec.ensure_engine(onnx_path, cache, fp16=True, identity=("10.11.0", "NVIDIA H200", "9.0"))
     assert len(builds) == 4
     # fp32 is a separate engine file next to the fp16 one
-    fp32 = ec.ensure_engine(onnx_path, cache, fp16=False, identity=("10.11.0", "NVIDIA H200", "9.0"))
+    fp32 = ec.ensure_engine(
+        onnx_path, cache, fp16=False, identity=("10.11.0", "NVIDIA H200", "9.0")
+    )
     assert fp32.name == "front.fp32.engine" and len(builds) == 5
 
 

@@ -132,6 +132,9 @@ def test_segmenter_from_checkpoint_uses_cached_export(
     assert np.abs(pred.probs - want.probs).max() < 1e-3
     assert np.abs(pred.fused.astype(int) - want.fused.astype(int)).max() <= 1
     assert pred.timings["image_encoder"] > 0 and pred.timings["total"] > 0
+    given = Segmenter.from_checkpoint(tiny_checkpoint, backend="onnxruntime", export_dir=export_dir)
+    assert given.backend.export_dir == export_dir
+    assert (given.predict(rgb, thermal).labels == pred.labels).all()
 
 
 def test_backend_factory_accepts_export_dir_and_checks_size(export_dir):
@@ -188,6 +191,13 @@ def test_export_cli_rejects_bad_input(tmp_path, capsys):
         ex.main(["--checkpoint", "preset:tiny", "--out", str(tmp_path / "o"), "--size", "70"])
     assert ex.main(["--checkpoint", "preset:nope", "--out", str(tmp_path / "o")]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_torch_backend_rejects_unknown_compile_mode(tiny_model):
+    from fusionsam_model.backends.torch_backend import TorchBackend
+
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        TorchBackend(tiny_model[0], compile="fastest")
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")

@@ -76,7 +76,7 @@ def test_streaming_report_equals_offline_evaluation(
         node.stop()
     report = json.loads((out / "report.json").read_text())
     frames = report["frames"]
-    assert report["stop_reason"].startswith("count reached"), report["stop_reason"]
+    assert report["stop_reason"].startswith("count reached"), (report, node.output())
     assert (frames["matched"], frames["dropped"], frames["unmatched_predictions"]) == (FRAMES, 0, 0)
 
     dataset = open_dataset(data, "test")
@@ -116,6 +116,7 @@ def test_without_a_node_every_frame_is_reported_dropped(
     play(bag, ros_env, tmp_path / "player.log", ("--topics", "label/image", "label/name"))
     assert evaluator.wait(60) == 1, (tmp_path / "evaluator.log").read_text()
     report = json.loads((out / "report.json").read_text())
+    assert report["frames"]["labels"] == FRAMES, report["frames"]
     assert report["frames"]["labels"] == FRAMES
     assert report["frames"]["matched"] == 0 and report["frames"]["dropped"] == FRAMES
     assert "the bag ended" in report["stop_reason"]

@@ -50,7 +50,7 @@ def select_providers(
                 "TensorrtExecutionProvider",
                 {
                     "device_id": index,
-                    "trt_fp16_enable": True,
+                    "trt_fp16_enable": fp16,
                     "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": cache,
                     "trt_timing_cache_enable": True,

@@ -102,7 +102,8 @@ class TensorRTBackend:
                 f"the tensorrt backend needs a CUDA device, got {device!r}"
                 f" (CUDA available: {torch.cuda.is_available()})"
             )
-        torch.cuda.set_device(self.device)
+        if self.device.index is not None:
+            torch.cuda.set_device(self.device)
         self.export_dir = Path(export_dir)
         self.manifest = read_manifest(self.export_dir)
         if self.manifest["precision"] != "fp32":
