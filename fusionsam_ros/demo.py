@@ -198,7 +198,18 @@ def run_pipeline(
     try:
         node = Process(
             "node",
-            [py, "-m", "fusionsam_ros.node", "--ros-args", "-p", f"checkpoint:={checkpoint}"],
+            # reliable inputs, as the bag offers them: transport loses no frame, so every
+            # drop the report counts is the node's own (it keeps only the newest pair)
+            [
+                py,
+                "-m",
+                "fusionsam_ros.node",
+                "--ros-args",
+                "-p",
+                f"checkpoint:={checkpoint}",
+                "-p",
+                "qos:=reliable",
+            ],
             env,
             logs,
         )

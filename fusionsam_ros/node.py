@@ -51,8 +51,12 @@ class ModelLoadError(RuntimeError):
 
 def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
     """Build the Segmenter the parameters ask for, or raise ModelLoadError naming the file."""
+    import torch
+
     from fusionsam_model import segmenter as segmenter_module
 
+    if params.cpu_threads:
+        torch.set_num_threads(params.cpu_threads)
     path = Path(params.checkpoint).expanduser() if params.checkpoint else None
     path = path or Path(segmenter_module.BUNDLED_CHECKPOINT)
     if not path.is_file():

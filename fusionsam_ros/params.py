@@ -39,6 +39,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("device", "cpu", "cpu | cuda | cuda:N"),
     Param("precision", "fp32", "fp32 | fp16 | bf16"),
     Param(
+        "cpu_threads",
+        0,
+        "intra-op threads of the CPU model; 0 = PyTorch's default (all cores). Use 1 when "
+        "the cores are shared with other processes: oversubscribed threads stall each other",
+    ),
+    Param(
         "thermal_range",
         "checkpoint",
         "thermal normalisation: 'checkpoint' (as trained), 'auto' (per-frame percentile gain) "
@@ -75,6 +81,7 @@ class NodeParams:
     backend: str
     device: str
     precision: str
+    cpu_threads: int
     thermal_range: str | tuple[float, float]  # "checkpoint", "auto" or (lo, hi)
     thermal_auto_gain: tuple[float, float]
     class_table: str
@@ -166,6 +173,7 @@ def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
         backend=_choice(values, "backend", BACKENDS),
         device=device,
         precision=_choice(values, "precision", PRECISIONS),
+        cpu_threads=_number(values, "cpu_threads", 0, 1024, integer=True),
         thermal_range=thermal_range,
         thermal_auto_gain=gain,
         class_table=_choice(values, "class_table", CLASS_TABLE_CHOICES),

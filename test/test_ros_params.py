@@ -33,6 +33,7 @@ def test_yaml_lists_every_parameter_with_the_default() -> None:
         ("sync_queue_size", 0, "must be in [1"),
         ("sync_queue_size", 2.5, "must be an integer"),
         ("precision", "int4", "'int4' is not one of"),
+        ("cpu_threads", -1, "must be in [0"),
         ("device", "gpu0", "not cpu, cuda or cuda:N"),
         ("thermal_range", [100.0, 10.0], "low < high"),
         ("thermal_range", [1.0], "two numbers"),
