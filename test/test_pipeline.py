@@ -61,7 +61,10 @@ def test_streaming_report_equals_offline_evaluation(
 
     data, bag = drive
     out = tmp_path / "report"
-    node = start_fusionsam_node(ros_env, tmp_path / "logs", checkpoint=tiny_checkpoint)
+    # reliable inputs: transport loses nothing, so any drop would be the node's own
+    node = start_fusionsam_node(
+        ros_env, tmp_path / "logs", checkpoint=tiny_checkpoint, params={"qos": "reliable"}
+    )
     try:
         assert node.returncode is None, node.output()
         evaluator = start(
@@ -76,7 +79,12 @@ def test_streaming_report_equals_offline_evaluation(
         node.stop()
     report = json.loads((out / "report.json").read_text())
     frames = report["frames"]
-    assert report["stop_reason"].startswith("count reached"), (report, node.output())
+    assert report["stop_reason"].startswith("count reached"), (
+        frames,
+        report["dropped_stamps"],
+        report["unmatched_prediction_stamps"],
+        node.output()[-2000:],
+    )
     assert (frames["matched"], frames["dropped"], frames["unmatched_predictions"]) == (FRAMES, 0, 0)
 
     dataset = open_dataset(data, "test")

@@ -55,7 +55,13 @@ DEFAULTS: dict[str, Any] = {
         "keep_epoch_checkpoints": False,  # also keep a copy of last.pt per epoch
     },
     "lstg": {"epochs": 10, "lr": 2e-4, "weight_decay": 0.0, "scheduler": "cosine"},
-    "seg": {"epochs": 100, "lr": 1e-4, "weight_decay": 1e-3, "scheduler": "cosine"},
+    "seg": {
+        "epochs": 100,
+        "lr": 1e-4,
+        "weight_decay": 1e-3,
+        "scheduler": "cosine",
+        "freeze_lstg": True,  # stage-1 autoencoders stay fixed in stage 2 (paper)
+    },
     "loss": {
         # stage 1
         "l1": 1.0,

@@ -304,7 +304,7 @@ class Trainer:
                 if (
                     name.startswith("lstg_")
                     and self.model_config.lstg
-                    and self.cfg["seg"].get("freeze_lstg", True)
+                    and self.cfg["seg"]["freeze_lstg"]
                 ):
                     trainable = False  # pretrained in stage 1; the latent tokens stay fixed
                 if name == "image_encoder" and self.model_config.freeze_image_encoder:
@@ -328,7 +328,7 @@ class Trainer:
     def _set_modes(self, stage: str) -> None:
         self.model.train()
         if stage == "seg":
-            frozen_lstg = self.model_config.lstg and self.cfg["seg"].get("freeze_lstg", True)
+            frozen_lstg = self.model_config.lstg and self.cfg["seg"]["freeze_lstg"]
             for m in (self.model.lstg_rgb, self.model.lstg_thermal):
                 if m is not None and frozen_lstg:
                     m.eval()  # frozen codebooks: no EMA updates, no dead-code restarts
