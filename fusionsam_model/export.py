@@ -3,9 +3,10 @@
 The graphs are the model's three export-friendly parts, so every runtime runs the same
 stages the torch backend times:
 
-* ``front.onnx``          rgb (B,3,S,S), thermal (B,1,S,S) -> fused (B,3,S,S), mask_logits (B,1,S/4,S/4)
+* ``front.onnx``          rgb (B,3,S,S), thermal (B,1,S,S) -> fused (B,3,S,S), mask_logits (B,1,S/4,S/4),
+                          fine (B,F,S/4,S/4)
 * ``image_encoder.onnx``  fused -> image_embedding (B,E,g,g)
-* ``decoder.onnx``        image_embedding, mask_logits -> class_logits (B,C,S/4,S/4), presence (B,C)
+* ``decoder.onnx``        image_embedding, mask_logits, fine -> class_logits (B,C,S/4,S/4), presence (B,C)
   (the sparse prompts are derived from mask_logits inside this graph)
 
 ``manifest.json`` records the input size, batch, class table, opset, model config,
@@ -47,15 +48,15 @@ from .model import FusionSAM
 LOG = logging.getLogger("fusionsam.export")
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "fusionsam-onnx/1"
+MANIFEST_FORMAT = "fusionsam-onnx/2"  # 2: front emits "fine", decoder takes it
 DEFAULT_OPSET = 18
 CACHE_ENV = "FUSIONSAM_CACHE_DIR"
 EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps a file at 2 GB: ViT-H weights go beside it
 
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "front": (("rgb", "thermal"), ("fused", "mask_logits")),
+    "front": (("rgb", "thermal"), ("fused", "mask_logits", "fine")),
     "image_encoder": (("fused",), ("image_embedding",)),
-    "decoder": (("image_embedding", "mask_logits"), ("class_logits", "presence")),
+    "decoder": (("image_embedding", "mask_logits", "fine"), ("class_logits", "presence")),
 }
 
 
@@ -73,9 +74,9 @@ class FrontGraph(nn.Module):
 
     def forward(
         self, rgb: torch.Tensor, thermal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model.forward_front(rgb, thermal)
-        return out.fused, out.mask_logits
+        return out.fused, out.mask_logits, out.fine
 
 
 class ImageEncoderGraph(nn.Module):
@@ -93,9 +94,9 @@ class DecoderGraph(nn.Module):
         self.model = model
 
     def forward(
-        self, image_embedding: torch.Tensor, mask_logits: torch.Tensor
+        self, image_embedding: torch.Tensor, mask_logits: torch.Tensor, fine: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.decode(image_embedding, mask_logits)
+        return self.model.decode(image_embedding, mask_logits, fine)
 
 
 GRAPH_MODULES = {"front": FrontGraph, "image_encoder": ImageEncoderGraph, "decoder": DecoderGraph}
@@ -215,12 +216,12 @@ def export_model(
     thermal = torch.rand(batch_size, 1, s, s, generator=gen).to(dtype)
     with torch.inference_mode():  # example inputs for the later graphs
         front = model.forward_front(rgb, thermal)
-        fused, mask_logits = front.fused.clone(), front.mask_logits.clone()
+        fused, mask_logits, fine = front.fused.clone(), front.mask_logits.clone(), front.fine.clone()
         embedding = model.encode_image(fused).clone()
     examples = {
         "front": (rgb, thermal),
         "image_encoder": (fused,),
-        "decoder": (embedding, mask_logits),
+        "decoder": (embedding, mask_logits, fine),
     }
     graphs: dict[str, Any] = {}
     for name in GRAPH_NAMES:
@@ -400,7 +401,8 @@ def compare_with_torch(model: FusionSAM, export_dir: Path, seed: int = 1) -> dic
     ref_model = model_at_input_size(model, s).float().eval()
     with torch.inference_mode():
         front = ref_model.forward_front(rgb, thermal)
-        logits, presence = ref_model.decode(ref_model.encode_image(front.fused), front.mask_logits)
+        embedding = ref_model.encode_image(front.fused)
+        logits, presence = ref_model.decode(embedding, front.mask_logits, front.fine)
     out = backend.infer(rgb, thermal)
     return {
         "fused": (out.fused - front.fused).abs().max().item(),

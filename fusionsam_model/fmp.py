@@ -19,7 +19,9 @@ Data flow, per image (S = model input size, g = S/16, D = latent dim, E = embed 
 Heads on F: the fusion mask M (1 x S/4 x S/4 logits, SAM's mask-prompt size) and the
 fused image I_f (3 x S x S, sigmoid). Both share a trunk that upsamples F to S/4 and adds
 a 1x1 projection of the full-resolution latents, so the mask keeps the detail that the
-16x16 patches lose.
+16x16 patches lose. The trunk's S/4 features are also returned ("fine" features): the
+mask decoder adds them to its upscaled embedding (an HQ-SAM-style skip), so class maps
+see more than the g x g grid.
 
 Ablation modes: "concat" replaces steps 2-4 by concatenation + convs (no attention);
 "rgb" / "thermal" take one latent only and replace cross-attention by self-attention
@@ -44,6 +46,7 @@ class FMPOutput:
     features: Tensor  # (B, E, g, g) fused features F, g = S/16
     mask_logits: Tensor  # (B, 1, S/4, S/4) fusion mask M logits
     fused: Tensor  # (B, 3, S, S) fused image I_f in [0, 1]
+    fine: Tensor  # (B, decoder_channels, S/4, S/4) trunk features for the decoder's skip
 
 
 class Attention(nn.Module):
@@ -139,7 +142,8 @@ class ComplementaryFusion(nn.Module):
 
 
 class FusionHeads(nn.Module):
-    """Fusion-mask logits at S/4 and fused image at S from F (g x g) and the S/4 latents."""
+    """Fusion-mask logits at S/4, fused image at S and the S/4 trunk features, from F (g x g)
+    and the S/4 latents."""
 
     def __init__(self, embed_dim: int, skip_channels: int, channels: int) -> None:
         super().__init__()
@@ -158,12 +162,12 @@ class FusionHeads(nn.Module):
         self.image_mid = nn.Sequential(nn.Conv2d(channels, half, 3, padding=1), nn.GELU())
         self.image_out = nn.Conv2d(half, 3, 3, padding=1)
 
-    def forward(self, features: Tensor, latents: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.trunk(self.up(features) + self.skip(latents))  # (B, C, S/4, S/4)
         mask_logits = self.mask(x)
         y = self.image_mid(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
         y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return mask_logits, torch.sigmoid(self.image_out(y))
+        return mask_logits, torch.sigmoid(self.image_out(y)), x
 
 
 class FusionMaskPrompting(nn.Module):
@@ -255,5 +259,5 @@ class FusionMaskPrompting(nn.Module):
                 tokens = block(tokens, tokens)
             features = self.out(_grid(tokens, g))
 
-        mask_logits, fused = self.heads(features, torch.cat(latents, dim=1))
-        return FMPOutput(features=features, mask_logits=mask_logits, fused=fused)
+        mask_logits, fused, fine = self.heads(features, torch.cat(latents, dim=1))
+        return FMPOutput(features=features, mask_logits=mask_logits, fused=fused, fine=fine)

@@ -3,10 +3,11 @@
 The network is split into three export-friendly parts that the ONNX/TensorRT export
 turns into three graphs 1:1:
 
-* ``forward_front(rgb, thermal)``: LSTG encoders + FMP + heads -> fused image, fusion mask
+* ``forward_front(rgb, thermal)``: LSTG encoders + FMP + heads -> fused image, fusion
+  mask, fine (S/4) features
 * ``encode_image(fused)``: SAM image encoder (pixel normalisation inside)
-* ``decode(image_embedding, mask_logits)``: prompts derived from the mask, prompt
-  encoder, C-token mask decoder, presence head
+* ``decode(image_embedding, mask_logits, fine)``: prompts derived from the mask, prompt
+  encoder, C-token mask decoder (with the fine-feature skip), presence head
 
 ``forward`` chains them and adds what training needs (reconstructions, VQ losses).
 """
@@ -40,6 +41,7 @@ class Latents:
 class FrontOutput:
     fused: torch.Tensor  # (B, 3, S, S) in [0, 1]
     mask_logits: torch.Tensor  # (B, 1, S/4, S/4)
+    fine: torch.Tensor  # (B, fmp_decoder_channels, S/4, S/4) for the decoder's skip
     features: torch.Tensor | None  # (B, E_fmp, g, g) fused features F
     vq_loss: torch.Tensor  # scalar
     perplexity: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -119,18 +121,27 @@ class FusionSAM(nn.Module):
 
     def fuse(self, latents: Latents, rgb: torch.Tensor) -> FrontOutput:
         """FMP on the latents -> fused image and fusion mask. The SAM baseline passes the
-        RGB image through and has no fusion mask (zeros keep the graph shapes fixed)."""
+        RGB image through and has no fusion mask nor fine features (zeros keep the graph
+        shapes fixed)."""
         if self.fmp is None:
-            m = self.config.mask_size
-            mask = rgb.new_zeros((rgb.shape[0], 1, m, m))
-            return FrontOutput(rgb, mask, None, latents.vq_loss, latents.perplexity, latents)
+            m, b = self.config.mask_size, rgb.shape[0]
+            mask = rgb.new_zeros((b, 1, m, m))
+            fine = rgb.new_zeros((b, self.config.fmp_decoder_channels, m, m))
+            return FrontOutput(rgb, mask, fine, None, latents.vq_loss, latents.perplexity, latents)
         out = self.fmp(latents.z_rgb, latents.z_thermal)
         return FrontOutput(
-            out.fused, out.mask_logits, out.features, latents.vq_loss, latents.perplexity, latents
+            out.fused,
+            out.mask_logits,
+            out.fine,
+            out.features,
+            latents.vq_loss,
+            latents.perplexity,
+            latents,
         )
 
     def forward_front(self, rgb: torch.Tensor, thermal: torch.Tensor) -> FrontOutput:
-        """rgb (B, 3, S, S), thermal (B, 1, S, S) in [0, 1] -> fused image + fusion mask."""
+        """rgb (B, 3, S, S), thermal (B, 1, S, S) in [0, 1] -> fused image, fusion mask, fine
+        features."""
         return self.fuse(self.encode_latents(rgb, thermal), rgb)
 
     # ---- part 2: SAM image encoder --------------------------------------------------
@@ -150,9 +161,10 @@ class FusionSAM(nn.Module):
 
     # ---- part 3: prompts + decoder --------------------------------------------------
     def decode(
-        self, image_embedding: torch.Tensor, mask_logits: torch.Tensor
+        self, image_embedding: torch.Tensor, mask_logits: torch.Tensor, fine: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embedding + fusion-mask logits -> class logits (B, C, S/4, S/4), presence (B, C).
+        """Embedding + fusion-mask logits + fine features (all from the front) -> class
+        logits (B, C, S/4, S/4), presence (B, C).
 
         The sparse prompts are computed here from ``mask_logits`` only, so no label can
         reach the decoder at inference or in an exported graph."""
@@ -160,7 +172,7 @@ class FusionSAM(nn.Module):
         if cfg.sam_baseline:
             return self.sam_decoder(image_embedding, None, None)
         prompts = prompts_from_mask(mask_logits, cfg.input_size, cfg.num_points, cfg.use_box)
-        return self.sam_decoder(image_embedding, mask_logits, prompts)
+        return self.sam_decoder(image_embedding, mask_logits, prompts, fine)
 
     # ---- training / plain inference ------------------------------------------------
     def forward(
@@ -170,7 +182,7 @@ class FusionSAM(nn.Module):
         decodes the LSTG latents back to images for the stage-1 losses."""
         front = self.forward_front(rgb, thermal)
         embedding = self.encode_image(front.fused)
-        class_logits, presence = self.decode(embedding, front.mask_logits)
+        class_logits, presence = self.decode(embedding, front.mask_logits, front.fine)
         out = ModelOutput(
             class_logits=class_logits,
             presence=presence,
@@ -200,5 +212,6 @@ class FusionSAM(nn.Module):
             "prompt_encoder": self.sam_decoder.prompt_encoder,
             "mask_decoder": self.sam_decoder.mask_decoder,
             "presence_head": self.sam_decoder.presence_head,
+            "fine_skip": self.sam_decoder.fine_skip,
         }
         return {k: v for k, v in named.items() if v is not None}

@@ -79,6 +79,29 @@ def dense_pe(pe_layer: nn.Module, grid: int) -> torch.Tensor:
     return fourier_pe(pe_layer, torch.stack([xs, ys], dim=-1)).permute(2, 0, 1)[None]
 
 
+class FineSkip(nn.Module):
+    """HQ-SAM-style skip: FMP's S/4 trunk features -> the decoder's upscaled-embedding width.
+
+    SAM's class maps are a product of per-class hypernetwork vectors with an embedding
+    upscaled from g x g; at small S (g = 16-20) thin or small classes (bumps, cones,
+    people far away) fall between grid cells. Adding these fine features before the
+    product gives every S/4 cell its own evidence. The input comes from the fusion
+    front (predicted, never labels), so the prompt contract is unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+            nn.GroupNorm(next(g for g in (8, 4, 2, 1) if out_channels % g == 0), out_channels),
+            nn.GELU(),
+            nn.Conv2d(out_channels, out_channels, 1),
+        )
+
+    def forward(self, fine: torch.Tensor) -> torch.Tensor:
+        return self.proj(fine)
+
+
 class SamDecoder(nn.Module):
     """Prompt encoder + C-token mask decoder + class-presence MLP, batched per image."""
 
@@ -114,6 +137,7 @@ class SamDecoder(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.presence_hidden_dim, 1),
         )
+        self.fine_skip = FineSkip(cfg.fmp_decoder_channels, e // 8)  # e // 8: upscaled width
 
     def embed_sparse(self, prompts: SparsePrompts | None, batch: int) -> torch.Tensor:
         """Points and box -> (B, N, E) tokens; ``torch.where`` instead of SAM's boolean
@@ -156,9 +180,11 @@ class SamDecoder(nn.Module):
         image_embedding: torch.Tensor,
         mask_logits: torch.Tensor | None,
         prompts: SparsePrompts | None,
+        fine: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, E, g, g) embedding + one prompt set per image -> class logits (B, C, 4g, 4g)
-        and presence logits (B, C)."""
+        """(B, E, g, g) embedding + one prompt set per image (+ optional fine features
+        (B, fmp_decoder_channels, 4g, 4g)) -> class logits (B, C, 4g, 4g) and presence
+        logits (B, C)."""
         dec = self.mask_decoder
         b = image_embedding.shape[0]
         sparse = self.embed_sparse(prompts, b)
@@ -171,6 +197,8 @@ class SamDecoder(nn.Module):
         hs, src = dec.transformer(src, pos, tokens)
         class_tokens = hs[:, 1 : 1 + dec.num_mask_tokens, :]
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        if fine is not None:
+            upscaled = upscaled + self.fine_skip(fine.to(upscaled.dtype))
         hyper = torch.stack(
             [mlp(class_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
             dim=1,

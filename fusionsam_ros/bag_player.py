@@ -23,6 +23,7 @@ from .bag_writer import IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
 SETTLE_S = 1.0
+ACK_TIMEOUT_S = 5.0
 
 
 class BagError(Exception):
@@ -57,7 +58,7 @@ class PlaybackSummary:
     loops: int = 0
     interrupted: bool = False
     error: str | None = None  # the bag broke during playback; what was played is kept
-    publish_times: dict[str, list[float]] = field(default_factory=dict)
+    unacked: list[str] = field(default_factory=list)  # reliable topics not acknowledged
 
     def text(self) -> str:
         counts = ", ".join(f"{t}: {n}" for t, n in self.published.items()) or "nothing"
@@ -68,6 +69,11 @@ class PlaybackSummary:
         ]
         if self.error:
             lines.append(f"stopped early: {self.error}")
+        if self.unacked:
+            lines.append(
+                f"not acknowledged within {ACK_TIMEOUT_S:g} s by every reader: "
+                + ", ".join(self.unacked)
+            )
         if self.corrupted:
             lines.append(f"{len(self.corrupted)} corrupted message(s) skipped:")
             lines += [f"  {c}" for c in self.corrupted]
@@ -207,7 +213,6 @@ def play(
     required: tuple[str, ...] = DEFAULT_REQUIRED,
     wait_subscribers_s: float = 0.0,
     log: Callable[[str], None] = print,
-    record_times: bool = False,
     only_topics: tuple[str, ...] | None = None,
 ) -> PlaybackSummary:
     """Publish the bag on ``node`` with recorded gaps divided by ``rate``; ``only_topics``
@@ -236,8 +241,9 @@ def play(
         waiting = wait_for_subscribers(publishers, wait_subscribers_s)
         if waiting:
             log(f"no subscriber after {wait_subscribers_s:g} s on: {', '.join(waiting)}; playing")
-        # The publisher sees a reader before that reader has discovered the publisher;
-        # messages sent in between arrive late, in a burst. Give discovery time to finish.
+        # The publisher sees a reader before that reader has discovered the publisher (on
+        # a loaded machine this takes a while); messages sent in between arrive late, in a
+        # burst, or not at all for best effort. Give discovery time to finish.
         time.sleep(SETTLE_S)
     for msgtype, _ in topics.values():
         typestore().get_msgdef(msgtype)  # rosbags generates its decoders on first use: not mid-play
@@ -246,7 +252,7 @@ def play(
     start = time.monotonic()
     try:
         while True:
-            _play_once(node, bag, rate, publishers, summary, total, log, record_times)
+            _play_once(node, bag, rate, publishers, summary, total, log)
             summary.loops += 1
             if not loop:
                 break
@@ -254,6 +260,8 @@ def play(
         summary.interrupted = True
     except BagError as exc:
         summary.error = str(exc)
+    if node.context.ok():  # after Ctrl-C the context is gone and nothing can be delivered
+        summary.unacked = wait_for_delivery(publishers)
     summary.wall_s = time.monotonic() - start
     return summary
 
@@ -266,7 +274,6 @@ def _play_once(
     summary: PlaybackSummary,
     total: int,
     log: Callable[[str], None],
-    record_times: bool,
 ) -> None:
     first_ns = None
     wall_start = next_progress = 0.0
@@ -289,8 +296,6 @@ def _play_once(
             continue
         publishers[message.topic].publish(message.raw)
         summary.published[message.topic] += 1
-        if record_times:
-            summary.publish_times.setdefault(message.topic, []).append(time.monotonic())
         summary.recorded_span_s = max(
             summary.recorded_span_s, (message.timestamp_ns - first_ns) / 1e9
         )
@@ -298,6 +303,21 @@ def _play_once(
         if now >= next_progress:
             log(f"  {seen}/{total} messages, t = {(message.timestamp_ns - first_ns) / 1e9:.1f} s")
             next_progress = now + 1.0
+
+
+def wait_for_delivery(publishers: dict[str, Any], timeout_s: float = ACK_TIMEOUT_S) -> list[str]:
+    """Before the process exits, wait until reliable readers acknowledged everything: the
+    last messages still sit in this process's shared memory, and would be lost with it.
+    Returns the topics still unacknowledged at the timeout."""
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout_s
+    unacked = []
+    for topic, publisher in publishers.items():
+        left = max(0.0, deadline - time.monotonic())
+        if not publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+            unacked.append(topic)
+    return unacked
 
 
 def _sleep_until(due: float, context: Any) -> bool:

@@ -293,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fusionsam_model.checkpoint import CheckpointError
     from fusionsam_model.segmenter import BUNDLED_CHECKPOINT
 
     from .stream_evaluator import summary_text
@@ -325,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         report = run_pipeline(
             out, out / "drive_bag", checkpoint, len(dataset), rate, args.overlays, domain_id
         )
+    except CheckpointError as exc:
+        print(f"demo: cannot load the model: {exc}", file=sys.stderr)
+        return 2
     except DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

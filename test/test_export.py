@@ -62,10 +62,11 @@ def test_export_writes_checked_graphs_and_manifest(export_dir, tiny_model):
     assert manifest["class_table"] == MFNET.to_dict() == table.to_dict()
     assert manifest["model_config"] == model.config.to_dict()
     assert manifest["source"]["model_sha256"] == ex.model_fingerprint(model)
+    fine_ch = model.config.fmp_decoder_channels
     expected_io = {
         "front": (
             {"rgb": [1, 3, 64, 64], "thermal": [1, 1, 64, 64]},
-            {"fused": [1, 3, 64, 64], "mask_logits": [1, 1, 16, 16]},
+            {"fused": [1, 3, 64, 64], "mask_logits": [1, 1, 16, 16], "fine": [1, fine_ch, 16, 16]},
         ),
         "image_encoder": (
             {"fused": [1, 3, 64, 64]},
@@ -75,6 +76,7 @@ def test_export_writes_checked_graphs_and_manifest(export_dir, tiny_model):
             {
                 "image_embedding": [1, model.config.prompt_embed_dim, 4, 4],
                 "mask_logits": [1, 1, 16, 16],
+                "fine": [1, fine_ch, 16, 16],
             },
             {"class_logits": [1, 9, 16, 16], "presence": [1, 9]},
         ),
@@ -100,7 +102,8 @@ def test_onnxruntime_matches_torch_on_fresh_inputs(export_dir, tiny_model):
     out = backend.infer(rgb, thermal)
     with torch.inference_mode():
         front = model.forward_front(rgb, thermal)
-        logits, presence = model.decode(model.encode_image(front.fused), front.mask_logits)
+        embedding = model.encode_image(front.fused)
+        logits, presence = model.decode(embedding, front.mask_logits, front.fine)
     assert out.class_logits.shape == logits.shape == (3, 9, 16, 16)
     assert (out.fused - front.fused).abs().max().item() < 1e-3
     assert (out.mask_logits - front.mask_logits).abs().max().item() < 1e-3

@@ -132,7 +132,7 @@ def test_gradients_reach_every_trainable_part(freeze):
 
 def test_decode_takes_no_labels():
     params = list(inspect.signature(FusionSAM.decode).parameters)
-    assert params == ["self", "image_embedding", "mask_logits"]
+    assert params == ["self", "image_embedding", "mask_logits", "fine"]
     assert list(inspect.signature(prompts_from_mask).parameters)[0] == "mask_logits"
 
 
@@ -168,10 +168,30 @@ def test_decoder_output_depends_on_the_fusion_mask():
     model = FusionSAM(build_config("tiny", input_size=SMALL)).eval()
     emb = torch.randn(1, model.config.prompt_embed_dim, SMALL // 16, SMALL // 16)
     m = SMALL // 4
+    fine = torch.randn(1, model.config.fmp_decoder_channels, m, m)
     with torch.no_grad():
-        la, _ = model.decode(emb, _blob(m, 5, 5))
-        lb, _ = model.decode(emb, _blob(m, 25, 25))
+        la, _ = model.decode(emb, _blob(m, 5, 5), fine)
+        lb, _ = model.decode(emb, _blob(m, 25, 25), fine)
     assert not torch.allclose(la, lb)
+
+
+def test_fine_skip_reaches_every_class_map_cell():
+    """The FMP's S/4 features change the class logits locally (HQ-style skip), so detail
+    finer than the g x g embedding grid can reach the class maps."""
+    torch.manual_seed(0)
+    model = FusionSAM(build_config("tiny", input_size=SMALL)).eval()
+    emb = torch.randn(1, model.config.prompt_embed_dim, SMALL // 16, SMALL // 16)
+    m = SMALL // 4
+    fine = torch.randn(1, model.config.fmp_decoder_channels, m, m)
+    bumped = fine.clone()
+    bumped[..., 7, 9] += 5.0  # one S/4 cell
+    mask = _blob(m, 5, 5)
+    with torch.no_grad():
+        la, _ = model.decode(emb, mask, fine)
+        lb, _ = model.decode(emb, mask, bumped)
+    changed = (la - lb).abs().amax(dim=1)[0] > 1e-6
+    assert changed[7, 9] and changed[6:9, 8:11].all()
+    assert not changed[:4].any() and not changed[:, :5].any()  # local: 3x3 conv reach only
 
 
 def test_frozen_encoder_can_still_pass_gradients_to_the_fused_image():
@@ -180,7 +200,7 @@ def test_frozen_encoder_can_still_pass_gradients_to_the_fused_image():
     rgb, th = _inputs(1, SMALL)
     front = model.forward_front(rgb, th)
     fused = front.fused.detach().requires_grad_(True)
-    logits, _ = model.decode(model.encode_image(fused), front.mask_logits.detach())
+    logits, _ = model.decode(model.encode_image(fused), front.mask_logits.detach(), front.fine.detach())
     logits.sum().backward()
     assert fused.grad is not None and fused.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.image_encoder.parameters())

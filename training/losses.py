@@ -43,12 +43,16 @@ def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- stage 2
 def segmentation_losses(
-    class_logits: torch.Tensor, labels: torch.Tensor, num_classes: int
+    class_logits: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy and soft Dice of (B,C,h,w) logits against (B,H,W) labels.
 
     Logits are upsampled to the label size (bilinear, as at inference) so the loss
     scores the same pixels mIoU does. Pixels equal to ``IGNORE`` are left out of both.
+    ``class_weights`` (C,) weight the cross-entropy per class (see ``class_weights``).
     """
     logits = class_logits.float()
     if logits.shape[-2:] != labels.shape[-2:]:
@@ -57,7 +61,8 @@ def segmentation_losses(
     if not bool(valid.any()):
         zero = logits.sum() * 0.0
         return zero, zero
-    ce = F.cross_entropy(logits, labels.long(), ignore_index=IGNORE)
+    weight = None if class_weights is None else class_weights.to(logits.device, logits.dtype)
+    ce = F.cross_entropy(logits, labels.long(), weight=weight, ignore_index=IGNORE)
     probs = logits.softmax(dim=1)
     target = F.one_hot(labels.clamp(max=num_classes - 1).long(), num_classes).permute(0, 3, 1, 2)
     mask = valid.unsqueeze(1).to(probs.dtype)
@@ -69,6 +74,26 @@ def segmentation_losses(
     dice = 1.0 - (2.0 * inter + 1.0) / (denom + 1.0)
     dice = dice[present].mean() if bool(present.any()) else dice.mean() * 0.0
     return ce, dice
+
+
+def class_weights(pixel_counts: torch.Tensor, power: float = 0.5) -> torch.Tensor:
+    """Cross-entropy class weights 1 / frequency**power, normalised to mean 1 over the classes
+    that occur; classes absent from the counts get weight 0 (they never appear as a target).
+
+    Street scenes are ~90 % background, so unweighted CE first learns "background
+    everywhere" and small classes (cones, bumps, people far away) come last; power 0.5
+    (inverse square root) lifts them without the instability of full inverse frequency.
+    Compute ``pixel_counts`` on the TRAIN split only.
+    """
+    counts = pixel_counts.double()
+    present = counts > 0
+    if not bool(present.any()):
+        raise ValueError("class_weights: no labelled pixel in the counts")
+    freq = counts / counts.sum()
+    w = torch.zeros_like(freq)
+    w[present] = freq[present].pow(-power)
+    w[present] = w[present] / w[present].mean()
+    return w.float()
 
 
 def presence_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

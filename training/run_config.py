@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
         "disc_lr": 2e-4,
         # stage 2
         "ce": 1.0,
+        # CE class weights 1 / frequency**power from the TRAIN split's pixel counts
+        # (0: unweighted, 0.5: inverse square root; see training.losses.class_weights)
+        "ce_class_weight_power": 0.0,
         "dice": 1.0,
         "presence": 0.2,
         "fusion_intensity": 0.5,

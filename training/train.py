@@ -194,6 +194,7 @@ class Trainer:
             cfg.thermal_percentiles,
             bool(data["augment"]),
         )
+        self.ce_weights = self._ce_class_weights(train_ds)
         self.train_pairs = TrainingPairs(train_ds, transform, seed=int(self.cfg["train"]["seed"]))
         self.train_loader, self.train_sampler = make_loader(
             self.train_pairs,
@@ -217,6 +218,28 @@ class Trainer:
                 f"train split of {root} has {len(train_ds)} pairs: too few for batch_size "
                 f"{self.cfg['train']['batch_size']} x {self.info.world_size} processes"
             )
+
+    def _ce_class_weights(self, train_ds) -> torch.Tensor | None:
+        """CE class weights from the TRAIN split's label pixel counts (never val or test)."""
+        power = float(self.cfg["loss"]["ce_class_weight_power"])
+        if power == 0.0:
+            return None
+        table = self.class_table
+        counts = torch.zeros(table.num_classes, dtype=torch.float64)
+        for i in range(len(train_ds)):
+            label = torch.from_numpy(train_ds[i].label.astype("int64")).flatten()
+            label = label[label < table.num_classes]
+            if table.ignore_index is not None:
+                label = label[label != table.ignore_index]
+            counts += torch.bincount(label, minlength=table.num_classes).double()
+        weights = L.class_weights(counts, power)
+        log.info(
+            "CE class weights (1/freq^%.2f, train split, %d pairs): %s",
+            power,
+            len(train_ds),
+            ", ".join(f"{n} {w:.2f}" for n, w in zip(table.names, weights.tolist(), strict=True)),
+        )
+        return weights.to(self.info.device)
 
     def _init_lstg(self, path: Path) -> None:
         """Copy the LSTG autoencoders (lstg_rgb.*, lstg_thermal.*) from a project checkpoint."""
@@ -411,7 +434,9 @@ class Trainer:
         with self._autocast():
             out = self.net(batch["rgb"], batch["thermal"], reconstruct=False)
         labels = batch["label"]
-        ce, dice = L.segmentation_losses(out.class_logits, labels, self.model_config.num_classes)
+        ce, dice = L.segmentation_losses(
+            out.class_logits, labels, self.model_config.num_classes, self.ce_weights
+        )
         pres = L.presence_loss(out.presence, labels)
         inten, grad = L.fusion_losses(out.fused, batch["rgb"], batch["thermal"], batch["valid"])
         fmask = L.fusion_mask_loss(out.mask_logits, labels)

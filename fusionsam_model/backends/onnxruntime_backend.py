@@ -173,7 +173,11 @@ class OnnxRuntimeBackend:
             dec = self._timed(
                 timings,
                 "decoder",
-                {"image_embedding": enc["image_embedding"], "mask_logits": front["mask_logits"]},
+                {
+                    "image_embedding": enc["image_embedding"],
+                    "mask_logits": front["mask_logits"],
+                    "fine": front["fine"],
+                },
             )
             keep = min(b, n - start)
             parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})

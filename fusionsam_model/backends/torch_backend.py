@@ -82,7 +82,7 @@ class TorchBackend:
             torch.compiler.cudagraph_mark_step_begin()  # outputs of the last call are done with
         embedding = self._timed(timings, "image_encoder", lambda: self._encode_image(front.fused))
         logits, presence = self._timed(
-            timings, "decoder", lambda: self._decode(embedding, front.mask_logits)
+            timings, "decoder", lambda: self._decode(embedding, front.mask_logits, front.fine)
         )
         if self.compile == "reduce-overhead":  # graph outputs are overwritten by the next replay
             logits, presence = logits.clone(), presence.clone()
