@@ -284,6 +284,20 @@ class _Scene:
         ]
         self.z_near = self.cam.z_bottom * 0.9
 
+    def _facing_rect(self, x: float, z: float):
+        """Projector of rectangles on a camera-facing plane at depth z, offsets from x."""
+        cam = self.cam
+
+        def rect(x0: float, x1: float, y0: float, y1: float) -> list:
+            return [
+                cam.p(x + x0, y1, z),
+                cam.p(x + x1, y1, z),
+                cam.p(x + x1, y0, z),
+                cam.p(x + x0, y0, z),
+            ]
+
+        return rect
+
     def u(self, lo: float, hi: float) -> float:
         return float(self.rng.uniform(lo, hi))
 
@@ -554,13 +568,7 @@ class _Scene:
         paint = _jitter(rng, _pick(rng, CAR_PAINT), 12)
         body_t = int(rng.integers(158, 176)) if self.night else int(rng.integers(170, 186))
 
-        def rect(x0, x1, y0, y1):
-            return [
-                cam.p(x + x0, y1, z),
-                cam.p(x + x1, y1, z),
-                cam.p(x + x1, y0, z),
-                cam.p(x + x0, y0, z),
-            ]
+        rect = self._facing_rect(x, z)
 
         for sx in (-1, 1):
             self.c.fill(
@@ -586,7 +594,7 @@ class _Scene:
 
     def big_vehicle(self, x: float, z: float) -> None:
         """Rear view of a truck or a bus."""
-        cam, rng = self.cam, self.rng
+        rng = self.rng
         kind = "bus" if self.chance(0.5) else "truck"
         half, tall = (1.25, 3.0) if kind == "bus" else (1.2, self.u(3.0, 3.6))
         paint = _jitter(
@@ -594,13 +602,7 @@ class _Scene:
         )
         body_t = int(rng.integers(155, 172))
 
-        def rect(x0, x1, y0, y1):
-            return [
-                cam.p(x + x0, y1, z),
-                cam.p(x + x1, y1, z),
-                cam.p(x + x1, y0, z),
-                cam.p(x + x0, y0, z),
-            ]
+        rect = self._facing_rect(x, z)
 
         for sx in (-1, 1):
             self.c.fill(
