@@ -33,13 +33,34 @@ class CheckpointError(Exception):
     """A checkpoint is missing, unreadable, of the wrong kind, or does not fit the model."""
 
 
+FP16_SAFE_MAX = 60000.0  # float16 tops out at 65504: larger tensors stay float32
+
+
+def _compact(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, torch.Tensor]:
+    """Cast floating tensors to float16 for storage (halves the file); tensors whose values
+    float16 cannot hold (e.g. large EMA statistics) keep float32."""
+    if weights_dtype == "float32":
+        return state
+    if weights_dtype != "float16":
+        raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
+    out = {}
+    for k, v in state.items():
+        fits = v.is_floating_point() and (v.numel() == 0 or v.abs().max() < FP16_SAFE_MAX)
+        out[k] = v.half() if fits else v
+    return out
+
+
 def save_checkpoint(
     path: str | Path,
     model: FusionSAM,
     class_table: ClassTable,
     extra: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
 ) -> Path:
-    """Write config + class table + weights (+ metadata such as epoch, mIoU) to one file."""
+    """Write config + class table + weights (+ metadata such as epoch, mIoU) to one file.
+
+    ``weights_dtype="float16"`` stores floating weights in half precision (the bundled
+    model: a few MB instead of ~10); loading always casts them back to float32."""
     if class_table.num_classes != model.config.num_classes:
         raise ValueError(
             f"class table {class_table.name!r} has {class_table.num_classes} classes but the "
@@ -52,7 +73,10 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "class_table": class_table.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "weights_dtype": weights_dtype,
+        "state_dict": _compact(
+            {k: v.detach().cpu() for k, v in model.state_dict().items()}, weights_dtype
+        ),
         "metadata": dict(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -120,9 +144,18 @@ def load_checkpoint(
         raise CheckpointError(f"{path} has an invalid header: {e}") from e
     model = FusionSAM(config)
     check_state_dict(model, state, str(path))
+    own = model.state_dict()  # float16-stored weights come back as the model's float32
+    state = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state)
     model.eval()
     return model, class_table, dict(payload.get("metadata", {}))
+
+
+def compact_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Re-save a project checkpoint with float16 weights and no training state (what ships)."""
+    model, table, meta = load_checkpoint(src)
+    meta.pop("train_state", None)
+    return save_checkpoint(dst, model, table, meta, weights_dtype="float16")
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -285,3 +318,12 @@ def load_sam_weights(model: FusionSAM, source: str | Path | dict[str, torch.Tens
         for k, v in new_state.items():
             own[k].copy_(v.to(own[k].dtype))
     return report
+
+
+if __name__ == "__main__":  # python -m fusionsam_model.checkpoint SRC DST
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m fusionsam_model.checkpoint SRC.pt DST.pt (float16 copy)")
+    out = compact_checkpoint(sys.argv[1], sys.argv[2])
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, float16 weights)")

@@ -216,7 +216,11 @@ def export_model(
     thermal = torch.rand(batch_size, 1, s, s, generator=gen).to(dtype)
     with torch.inference_mode():  # example inputs for the later graphs
         front = model.forward_front(rgb, thermal)
-        fused, mask_logits, fine = front.fused.clone(), front.mask_logits.clone(), front.fine.clone()
+        fused, mask_logits, fine = (
+            front.fused.clone(),
+            front.mask_logits.clone(),
+            front.fine.clone(),
+        )
         embedding = model.encode_image(fused).clone()
     examples = {
         "front": (rgb, thermal),

@@ -11,6 +11,7 @@ from segment_anything.build_sam import _build_sam
 from fusionsam_model.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
+    compact_checkpoint,
     load_checkpoint,
     load_sam_weights,
     save_checkpoint,
@@ -39,6 +40,24 @@ def test_round_trip_rebuilds_the_same_network(saved):
     rgb, th = torch.rand(1, 3, S, S), torch.rand(1, 1, S, S)
     with torch.no_grad():
         torch.testing.assert_close(loaded(rgb, th).class_logits, model(rgb, th).class_logits)
+
+
+def test_float16_copy_is_half_the_size_and_loads_as_float32(saved, tmp_path):
+    model, path = saved
+    half = compact_checkpoint(path, tmp_path / "half.pt")
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    stored = torch.load(half, weights_only=True)
+    assert stored["weights_dtype"] == "float16"
+    assert stored["state_dict"]["image_encoder.patch_embed.proj.weight"].dtype == torch.float16
+    loaded, table, meta = load_checkpoint(half)
+    assert table == MFNET and meta == {"epoch": 3, "val_miou": 0.5}
+    assert all(
+        v.dtype == torch.float32 for v in loaded.state_dict().values() if v.is_floating_point()
+    )
+    rgb, th = torch.rand(1, 3, S, S), torch.rand(1, 1, S, S)
+    with torch.no_grad():
+        a, b = loaded(rgb, th).class_logits, model(rgb, th).class_logits
+    assert (a - b).abs().max() < 0.05 * b.abs().max()  # float16 rounding only
 
 
 def test_class_table_must_fit_the_model(saved, tmp_path):

@@ -200,7 +200,9 @@ def test_frozen_encoder_can_still_pass_gradients_to_the_fused_image():
     rgb, th = _inputs(1, SMALL)
     front = model.forward_front(rgb, th)
     fused = front.fused.detach().requires_grad_(True)
-    logits, _ = model.decode(model.encode_image(fused), front.mask_logits.detach(), front.fine.detach())
+    logits, _ = model.decode(
+        model.encode_image(fused), front.mask_logits.detach(), front.fine.detach()
+    )
     logits.sum().backward()
     assert fused.grad is not None and fused.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.image_encoder.parameters())

@@ -72,13 +72,17 @@ def test_resume_reproduces_the_following_steps_exactly(synth_root, tmp_path):
     cfg = load_config(CONFIG, tiny_overrides(synth_root, tmp_path / "full", **extra))
     rep, full = train(cfg)
     assert (tmp_path / "full" / "best.pt").is_file()
-    mid = tmp_path / "full" / "lstg_epoch001.pt"  # after lstg epoch 1: disc + codebook state in play
+    mid = (
+        tmp_path / "full" / "lstg_epoch001.pt"
+    )  # after lstg epoch 1: disc + codebook state in play
     cfg2 = load_config(CONFIG, tiny_overrides(synth_root, tmp_path / "resumed", **extra))
     _, resumed = train(cfg2, resume=str(mid))
     after = full.step_losses[len(full.step_losses) - len(resumed.step_losses) :]
     assert len(resumed.step_losses) == 2 + 2 * 2  # lstg epoch 2 + both seg epochs
     assert [s["loss"] for s in resumed.step_losses] == [s["loss"] for s in after]
-    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
 
 
@@ -96,7 +100,12 @@ def test_best_checkpoint_loads_in_the_segmenter(synth_root, tmp_path):
 
 @pytest.mark.parametrize(
     "override",
-    ["train.select_split=test", "data.val_split=test", "data.val_split=test_night", "data.train_split=test"],
+    [
+        "train.select_split=test",
+        "data.val_split=test",
+        "data.val_split=test_night",
+        "data.train_split=test",
+    ],
 )
 def test_selecting_or_training_on_a_test_split_is_refused(override, capsys):
     with pytest.raises(ConfigError, match="test split"):
@@ -160,5 +169,20 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path)
 
     seed_everything(0)
     init = FusionSAM(build_config("tiny", input_size=64, num_classes=9)).state_dict()
-    assert not torch.equal(init["sam_decoder.mask_decoder.mask_tokens.weight"], a["sam_decoder.mask_decoder.mask_tokens.weight"])
-    assert not torch.equal(init["lstg_rgb.decoder.out_conv.weight"], a["lstg_rgb.decoder.out_conv.weight"])
+    assert not torch.equal(
+        init["sam_decoder.mask_decoder.mask_tokens.weight"],
+        a["sam_decoder.mask_decoder.mask_tokens.weight"],
+    )
+    assert not torch.equal(
+        init["lstg_rgb.decoder.out_conv.weight"], a["lstg_rgb.decoder.out_conv.weight"]
+    )
+
+
+def test_class_weights_lift_rare_classes_and_skip_absent_ones():
+    from training.losses import class_weights
+
+    w = class_weights(torch.tensor([900.0, 100.0, 0.0, 25.0]), power=0.5)
+    assert w[2] == 0  # absent from the train split: never a target
+    assert w[0] < w[1] < w[3]
+    assert w[[0, 1, 3]].mean().item() == pytest.approx(1.0)
+    assert (w[3] / w[1]).item() == pytest.approx(2.0)  # sqrt(100 / 25)

@@ -348,6 +348,11 @@ class Trainer:
             self.info.world_size,
         )
 
+    @property
+    def lstg_trains_in_seg(self) -> bool:
+        """The VQ autoencoders are fine-tuned in stage seg (``seg.freeze_lstg: false``)."""
+        return self.model_config.lstg and not self.cfg["seg"]["freeze_lstg"]
+
     def _set_modes(self, stage: str) -> None:
         self.model.train()
         if stage == "seg":
@@ -448,6 +453,8 @@ class Trainer:
             + lw["fusion_gradient"] * grad
             + lw["fusion_mask"] * fmask
         )
+        if self.lstg_trains_in_seg:  # VQ commitment keeps the fine-tuned encoders on their codes
+            total = total + lw["codebook"] * out.vq_loss.float()
         self.scaler.scale(total).backward()
         self.scaler.unscale_(opt)
         self._clip(self.model.parameters())
@@ -462,6 +469,7 @@ class Trainer:
             "fusion_intensity": float(inten.detach()),
             "fusion_gradient": float(grad.detach()),
             "fusion_mask": float(fmask.detach()),
+            "vq": float(out.vq_loss.detach()),
         }
         for k, v in out.perplexity.items():
             stats[f"perplexity_{k}"] = float(v)
