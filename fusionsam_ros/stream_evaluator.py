@@ -304,26 +304,29 @@ def write_report(report: dict[str, Any], out: Path, overlays: list[tuple[str, np
 
 
 class OverlayKeeper:
-    """Keeps a bounded, evenly thinned set of overlay frames to pick a strip from at the end."""
+    """A bounded, uniform sample of the overlay frames (reservoir sampling), to pick a
+    strip from at the end. Uniform rather than every k-th frame: a fixed stride aliases
+    with periodic drives (e.g. alternating day/night frames) and keeps only one kind."""
 
-    def __init__(self, capacity: int = 32) -> None:
+    def __init__(self, capacity: int = 32, seed: int = 0) -> None:
         self.capacity = capacity
-        self.stride = 1
         self.seen = 0
         self.frames: list[tuple[int, np.ndarray]] = []
+        self._rng = np.random.default_rng(seed)
 
     def add(self, stamp: int, image: np.ndarray) -> None:
-        if self.seen % self.stride == 0:
-            self.frames.append((stamp, np.array(image, copy=True)))
-            if len(self.frames) > self.capacity:
-                self.frames = self.frames[::2]
-                self.stride *= 2
         self.seen += 1
+        if len(self.frames) < self.capacity:
+            self.frames.append((stamp, np.array(image, copy=True)))
+            return
+        slot = int(self._rng.integers(self.seen))
+        if slot < self.capacity:
+            self.frames[slot] = (stamp, np.array(image, copy=True))
 
     def pick(self, count: int, names: dict[int, str]) -> list[tuple[int, np.ndarray]]:
         """``count`` frames spread over the drive; half day, half night when names say so."""
         groups: dict[str | None, list[tuple[int, np.ndarray]]] = {}
-        for frame in self.frames:
+        for frame in sorted(self.frames, key=lambda frame: frame[0]):
             groups.setdefault(day_night_of(names.get(frame[0], "")), []).append(frame)
         if set(groups) != {"day", "night"}:
             groups = {None: self.frames}

@@ -179,3 +179,22 @@ def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoin
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mIoU:" in done.stdout and "identical" in done.stdout
     assert (out / "overlay_strip.png").is_file() and (out / "report.md").is_file()
+
+
+def test_overlay_strip_keeps_day_and_night_of_an_alternating_drive() -> None:
+    """Frames alternate D/N (as the generator's test split does): the kept sample must not
+    alias to one kind, and the strip is split between the two."""
+    import numpy as np
+
+    from fusionsam_ros.stream_evaluator import OverlayKeeper
+
+    keeper = OverlayKeeper(capacity=8)
+    names = {}
+    for i in range(200):
+        keeper.add(i, np.full((2, 2, 3), i % 256, dtype=np.uint8))
+        names[i] = f"{i:05d}{'N' if i % 2 else 'D'}"
+    assert len(keeper.frames) == 8
+    picked = keeper.pick(4, names)
+    kinds = [names[stamp][-1] for stamp, _ in picked]
+    assert sorted(kinds) == ["D", "D", "N", "N"]
+    assert [stamp for stamp, _ in picked] == sorted(stamp for stamp, _ in picked)
