@@ -63,3 +63,40 @@ def make_backend(name: str, model_or_path: Any, **kw: Any) -> Backend:
     else:
         factory = target
     return factory(model_or_path, **kw)
+
+
+StageRunner = Callable[[dict[str, float], str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def run_exported_graphs(
+    run_stage: StageRunner, rgb: torch.Tensor, thermal: torch.Tensor, batch_size: int
+) -> BackendOutput:
+    """Chain the three exported graphs (front -> image_encoder -> decoder) over any batch.
+
+    Exported graphs have a static batch, so the input is cut into chunks of
+    ``batch_size``, the last one padded by repeating its final pair. ``run_stage(timings,
+    graph, feeds)`` runs one graph and adds its time to ``timings``; onnxruntime and
+    TensorRT differ only there.
+    """
+    n = rgb.shape[0]
+    timings: dict[str, float] = {}
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, start + batch_size, device=rgb.device).clamp(max=n - 1)
+        front = run_stage(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
+        enc = run_stage(timings, "image_encoder", {"fused": front["fused"]})
+        feeds = {"image_embedding": enc["image_embedding"], "mask_logits": front["mask_logits"]}
+        dec = run_stage(timings, "decoder", {**feeds, "fine": front["fine"]})
+        keep = min(batch_size, n - start)
+        parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
+
+    def cat(key: str) -> torch.Tensor:
+        return torch.cat([p[key] for p in parts]).float()
+
+    return BackendOutput(
+        class_logits=cat("class_logits"),
+        presence=cat("presence"),
+        fused=cat("fused"),
+        mask_logits=cat("mask_logits"),
+        timings=timings,
+    )

@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from ..export import read_manifest, resolve_export_dir
-from . import BackendOutput
+from . import BackendOutput, run_exported_graphs
 
 LOG = logging.getLogger("fusionsam.backends.onnxruntime")
 
@@ -163,35 +163,7 @@ class OnnxRuntimeBackend:
 
     def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
         """Any batch: split into the graphs' static batch, the last chunk padded by repetition."""
-        n, b = rgb.shape[0], self.batch_size
-        timings: dict[str, float] = {}
-        parts: list[dict[str, torch.Tensor]] = []
-        for start in range(0, n, b):
-            idx = torch.arange(start, start + b).clamp(max=n - 1)
-            front = self._timed(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
-            enc = self._timed(timings, "image_encoder", {"fused": front["fused"]})
-            dec = self._timed(
-                timings,
-                "decoder",
-                {
-                    "image_embedding": enc["image_embedding"],
-                    "mask_logits": front["mask_logits"],
-                    "fine": front["fine"],
-                },
-            )
-            keep = min(b, n - start)
-            parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
-
-        def cat(key: str) -> torch.Tensor:
-            return torch.cat([p[key] for p in parts]).float()
-
-        return BackendOutput(
-            class_logits=cat("class_logits"),
-            presence=cat("presence"),
-            fused=cat("fused"),
-            mask_logits=cat("mask_logits"),
-            timings=timings,
-        )
+        return run_exported_graphs(self._timed, rgb, thermal, self.batch_size)
 
 
 def make_onnxruntime_backend(

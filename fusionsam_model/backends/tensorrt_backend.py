@@ -19,7 +19,7 @@ import torch
 
 from ..engine_cache import EngineCacheError, ensure_engines, import_tensorrt
 from ..export import read_manifest, resolve_export_dir
-from . import BackendOutput
+from . import BackendOutput, run_exported_graphs
 
 LOG = logging.getLogger("fusionsam.backends.tensorrt")
 
@@ -136,37 +136,9 @@ class TensorRTBackend:
 
     @torch.inference_mode()
     def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
-        n, b = rgb.shape[0], self.batch_size
         rgb = rgb.to(self.device, non_blocking=True)
         thermal = thermal.to(self.device, non_blocking=True)
-        timings: dict[str, float] = {}
-        parts: list[dict[str, torch.Tensor]] = []
-        for start in range(0, n, b):
-            idx = torch.arange(start, start + b, device=self.device).clamp(max=n - 1)
-            front = self._timed(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
-            enc = self._timed(timings, "image_encoder", {"fused": front["fused"]})
-            dec = self._timed(
-                timings,
-                "decoder",
-                {
-                    "image_embedding": enc["image_embedding"],
-                    "mask_logits": front["mask_logits"],
-                    "fine": front["fine"],
-                },
-            )
-            keep = min(b, n - start)
-            parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
-
-        def cat(key: str) -> torch.Tensor:
-            return torch.cat([p[key] for p in parts]).float()
-
-        return BackendOutput(
-            class_logits=cat("class_logits"),
-            presence=cat("presence"),
-            fused=cat("fused"),
-            mask_logits=cat("mask_logits"),
-            timings=timings,
-        )
+        return run_exported_graphs(self._timed, rgb, thermal, self.batch_size)
 
 
 def make_tensorrt_backend(
