@@ -189,9 +189,11 @@ def test_fine_skip_reaches_every_class_map_cell():
     with torch.no_grad():
         la, _ = model.decode(emb, mask, fine)
         lb, _ = model.decode(emb, mask, bumped)
-    changed = (la - lb).abs().amax(dim=1)[0] > 1e-6
-    assert changed[7, 9] and changed[6:9, 8:11].all()
-    assert not changed[:4].any() and not changed[:, :5].any()  # local: 3x3 conv reach only
+    change = (la - lb).abs().amax(dim=1)[0]
+    assert (change[6:9, 8:11] > 1e-3).all()  # the cell and its 3x3-conv neighbours
+    far = torch.cat([change[:4].flatten(), change[:, :5].flatten()])
+    # elsewhere only GroupNorm's shared statistics move a little
+    assert far.max() < 0.1 * change[7, 9]
 
 
 def test_frozen_encoder_can_still_pass_gradients_to_the_fused_image():

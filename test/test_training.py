@@ -72,9 +72,8 @@ def test_resume_reproduces_the_following_steps_exactly(synth_root, tmp_path):
     cfg = load_config(CONFIG, tiny_overrides(synth_root, tmp_path / "full", **extra))
     rep, full = train(cfg)
     assert (tmp_path / "full" / "best.pt").is_file()
-    mid = (
-        tmp_path / "full" / "lstg_epoch001.pt"
-    )  # after lstg epoch 1: disc + codebook state in play
+    # after lstg epoch 1: disc + codebook state in play
+    mid = tmp_path / "full" / "lstg_epoch001.pt"
     cfg2 = load_config(CONFIG, tiny_overrides(synth_root, tmp_path / "resumed", **extra))
     _, resumed = train(cfg2, resume=str(mid))
     after = full.step_losses[len(full.step_losses) - len(resumed.step_losses) :]
