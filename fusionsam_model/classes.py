@@ -24,7 +24,9 @@ class ClassTable:
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.palette):
-            raise ValueError(f"class table {self.name}: {len(self.names)} names but {len(self.palette)} colours")
+            raise ValueError(
+                f"class table {self.name}: {len(self.names)} names but {len(self.palette)} colours"
+            )
         if not self.scored:
             scored = tuple(i for i in range(len(self.names)) if i != self.ignore_index)
             object.__setattr__(self, "scored", scored)
@@ -67,7 +69,17 @@ class ClassTable:
 
 MFNET = ClassTable(
     name="mfnet",
-    names=("unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump"),
+    names=(
+        "unlabeled",
+        "car",
+        "person",
+        "bike",
+        "curve",
+        "car_stop",
+        "guardrail",
+        "color_cone",
+        "bump",
+    ),
     palette=(
         (0, 0, 0),
         (64, 0, 128),
@@ -131,4 +143,6 @@ def get_class_table(name: str) -> ClassTable:
     try:
         return CLASS_TABLES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown class table {name!r}; choose one of {sorted(CLASS_TABLES)}") from None
+        raise ValueError(
+            f"unknown class table {name!r}; choose one of {sorted(CLASS_TABLES)}"
+        ) from None
