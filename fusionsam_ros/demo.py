@@ -50,7 +50,8 @@ def prepare_drive(out: Path, num_test: int, seed: int, camera_hz: float) -> Any:
 
     data, bag, stamp = out / "data", out / "drive_bag", out / "drive.json"
     recipe = {"num_test": num_test, "seed": seed, "camera_hz": camera_hz}
-    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+    complete = stamp.is_file() and data.is_dir() and bag.is_dir()
+    if complete and json.loads(stamp.read_text()) == recipe:
         log(f"drive: {data} and {bag} (exist)")
         return open_dataset(data, "test")
     stamp.unlink(missing_ok=True)
