@@ -83,6 +83,26 @@ def test_bundled_model_beats_the_floor_on_unseen_scenes(fresh_split, capsys):
     assert result["overall"]["miou"] > BUNDLED_MIOU_FLOOR, format_table(result)
 
 
+@needs_bundled
+def test_evaluate_reproduces_the_readme_figure(fresh_split):
+    """The README's quick-reproduction line is what evaluate.py prints on that split."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    claim = re.search(
+        r"bundled model on the seed-7 test split \(8 pairs\): "
+        r"mIoU ([\d.]+), day ([\d.]+), night ([\d.]+)",
+        readme,
+    )
+    assert claim, "README lost its seed-7 reproduction line"
+    result = evaluate(
+        Segmenter.from_checkpoint(BUNDLED_CHECKPOINT), open_dataset(fresh_split, "test")
+    )
+    measured = [100 * result[k]["miou"] for k in ("overall", "day", "night")]
+    for stated, got in zip(map(float, claim.groups()), measured, strict=True):
+        assert abs(stated - got) <= 0.1, (claim.group(0), measured)
+
+
 def test_table_has_the_papers_columns_and_day_night_rows(fresh_split, tmp_path):
     seg = Segmenter.from_preset("tiny", "mfnet", input_size=64)  # untrained: plumbing only
     result = evaluate(seg, open_dataset(fresh_split, "val"), limit=4)
