@@ -35,10 +35,10 @@ setup(
     entry_points={
         "console_scripts": [
             "fusionsam_node = fusionsam_ros.node:main",
-            "fusionsam-synth = fusionsam_model.synth:main",
-            "fusionsam-bench = fusionsam_model.bench:main",
-            "fusionsam-export = fusionsam_model.export:main",
-            "fusionsam-build-engine = fusionsam_model.engine_cache:main",
+            "fusionsam-synth = fusionsam_model.data.synth:main",
+            "fusionsam-bench = fusionsam_model.runtime.bench:main",
+            "fusionsam-export = fusionsam_model.deploy.export:main",
+            "fusionsam-build-engine = fusionsam_model.deploy.engine_cache:main",
             "fusionsam-make-bag = fusionsam_ros.bag_writer:main",
             "fusionsam-play = fusionsam_ros.bag_player:main",
             "fusionsam-evaluate = fusionsam_ros.stream_evaluator:main",

@@ -9,15 +9,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .classes import CLASS_TABLES, FMB, MFNET, ClassTable, get_class_table
+from fusionsam_model.data.classes import CLASS_TABLES, FMB, MFNET, ClassTable, get_class_table
 
 _LAZY = {
-    "Segmenter": "segmenter",
-    "Prediction": "segmenter",
-    "BUNDLED_CHECKPOINT": "segmenter",
-    "CheckpointError": "checkpoint",
-    "ModelConfig": "config",
-    "FusionSAM": "model",
+    "Segmenter": "runtime.segmenter",
+    "Prediction": "runtime.segmenter",
+    "BUNDLED_CHECKPOINT": "runtime.segmenter",
+    "CheckpointError": "runtime.checkpoint",
+    "ModelConfig": "modeling.config",
+    "FusionSAM": "modeling.model",
 }
 
 __all__ = ["CLASS_TABLES", "FMB", "MFNET", "ClassTable", "get_class_table", *_LAZY]

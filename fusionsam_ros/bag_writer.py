@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fusionsam_model.datasets import DatasetError, open_dataset
+    from fusionsam_model.data.datasets import DatasetError, open_dataset
 
     try:
         dataset = open_dataset(args.data, args.split, layout=args.layout)

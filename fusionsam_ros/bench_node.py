@@ -34,7 +34,7 @@ def _setup_env() -> None:
 
 
 def _checkpoint(path: str | None, workdir: Path) -> tuple[Path, str]:
-    from fusionsam_model.segmenter import BUNDLED_CHECKPOINT
+    from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
 
     if path:
         return Path(path), "given"
@@ -42,10 +42,10 @@ def _checkpoint(path: str | None, workdir: Path) -> tuple[Path, str]:
         return BUNDLED_CHECKPOINT, "bundled"
     import torch
 
-    from fusionsam_model.checkpoint import save_checkpoint
-    from fusionsam_model.classes import MFNET
-    from fusionsam_model.config import build_config
-    from fusionsam_model.model import FusionSAM
+    from fusionsam_model.data.classes import MFNET
+    from fusionsam_model.modeling.config import build_config
+    from fusionsam_model.modeling.model import FusionSAM
+    from fusionsam_model.runtime.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = FusionSAM(build_config("tiny", num_classes=MFNET.num_classes))

@@ -43,8 +43,8 @@ def prepare_drive(out: Path, num_test: int, seed: int, camera_hz: float) -> Any:
     previous run was interrupted (``drive.json`` is written last)."""
     import shutil
 
-    from fusionsam_model.datasets import open_dataset
-    from fusionsam_model.synth import generate
+    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.data.synth import generate
 
     from .bag_writer import write_bag
 
@@ -79,7 +79,7 @@ def load_segmenter(checkpoint: Path) -> Any:
     """The model as the node runs it (same thread count), for timing and the offline check."""
     import torch
 
-    from fusionsam_model.segmenter import Segmenter
+    from fusionsam_model.runtime.segmenter import Segmenter
 
     torch.set_num_threads(int(node_threads()))
     return Segmenter.from_checkpoint(checkpoint)
@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fusionsam_model.checkpoint import CheckpointError
-    from fusionsam_model.segmenter import BUNDLED_CHECKPOINT
+    from fusionsam_model.runtime.checkpoint import CheckpointError
+    from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
 
     from .stream_evaluator import summary_text
 

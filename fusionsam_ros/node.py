@@ -53,7 +53,7 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
     """Build the Segmenter the parameters ask for, or raise ModelLoadError naming the file."""
     import torch
 
-    from fusionsam_model import segmenter as segmenter_module
+    from fusionsam_model.runtime import segmenter as segmenter_module
 
     if params.cpu_threads:
         torch.set_num_threads(params.cpu_threads)

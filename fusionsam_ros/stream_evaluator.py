@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from fusionsam_model.classes import ClassTable, get_class_table
-from fusionsam_model.metrics import ConfusionMatrix
+from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.evaluation.metrics import ConfusionMatrix
 from training.evaluate import day_night_of
 
 from .bag_writer import LABEL_TOPIC, NAME_TOPIC

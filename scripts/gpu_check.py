@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusionsam_model.backends.torch_backend import TorchBackend
-from fusionsam_model.bench import synthetic_pair
-from fusionsam_model.classes import MFNET
-from fusionsam_model.config import build_config
-from fusionsam_model.model import FusionSAM
-from fusionsam_model.segmenter import Segmenter
+from fusionsam_model.data.classes import MFNET
+from fusionsam_model.modeling.config import build_config
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.runtime.backends.torch_backend import TorchBackend
+from fusionsam_model.runtime.bench import synthetic_pair
+from fusionsam_model.runtime.segmenter import Segmenter
 
 GOALS = {"vit_h": 20.0, "vit_b": 60.0}
 STAGES = ("lstg", "fmp", "front", "image_encoder", "decoder")
@@ -100,8 +100,8 @@ def tensorrt_row(
     model: FusionSAM, device: torch.device, size: int, warmup: int, iters: int
 ) -> dict:
     """Export fp32 ONNX, build (or load) fp16 engines, time the TensorRT backend."""
-    from fusionsam_model.backends.tensorrt_backend import TensorRTBackend
-    from fusionsam_model.export import export_model
+    from fusionsam_model.deploy.export import export_model
+    from fusionsam_model.runtime.backends.tensorrt_backend import TensorRTBackend
 
     work = Path(tempfile.mkdtemp(prefix="fusionsam_trt_"))
     t0 = time.perf_counter()

@@ -312,10 +312,10 @@ def make_image(
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from fusionsam_model.checkpoint import save_checkpoint
-    from fusionsam_model.classes import MFNET
-    from fusionsam_model.config import build_config
-    from fusionsam_model.model import FusionSAM
+    from fusionsam_model.data.classes import MFNET
+    from fusionsam_model.modeling.config import build_config
+    from fusionsam_model.modeling.model import FusionSAM
+    from fusionsam_model.runtime.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = FusionSAM(build_config("tiny", input_size=64, num_classes=MFNET.num_classes))

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fusionsam_model.augment import AugmentConfig, augment, augment_sample, label_pad_value
-from fusionsam_model.classes import FMB, MFNET, ClassTable
-from fusionsam_model.datasets import Sample
+from fusionsam_model.data.augment import AugmentConfig, augment, augment_sample, label_pad_value
+from fusionsam_model.data.classes import FMB, MFNET, ClassTable
+from fusionsam_model.data.datasets import Sample
 
 H, W = 120, 160
 

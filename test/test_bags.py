@@ -24,7 +24,7 @@ from fusionsam_ros.bag_writer import (
 
 
 def make_samples(count: int, thermal_dtype: type = np.uint8, seed: int = 0) -> list:
-    from fusionsam_model.datasets import Sample
+    from fusionsam_model.data.datasets import Sample
 
     rng = np.random.default_rng(seed)
     top = 256 if thermal_dtype == np.uint8 else 65536
@@ -133,10 +133,10 @@ def test_writer_refuses_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_make_bag_cli_on_a_generated_dataset(tmp_path: Path, capsys) -> None:
-    from fusionsam_model.synth import generate
+    from fusionsam_model.data.synth import generate
 
     generate(tmp_path / "data", num=8, seed=3, progress=False)  # 2 test pairs
-    from fusionsam_model.datasets import open_dataset
+    from fusionsam_model.data.datasets import open_dataset
 
     test_split = open_dataset(tmp_path / "data", "test")
     rc = bag_writer.main(

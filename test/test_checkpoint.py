@@ -8,7 +8,10 @@ import torch.nn.functional as F
 from segment_anything import sam_model_registry
 from segment_anything.build_sam import _build_sam
 
-from fusionsam_model.checkpoint import (
+from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.modeling.config import build_config
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.runtime.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     compact_checkpoint,
@@ -16,9 +19,6 @@ from fusionsam_model.checkpoint import (
     load_sam_weights,
     save_checkpoint,
 )
-from fusionsam_model.classes import FMB, MFNET
-from fusionsam_model.config import build_config
-from fusionsam_model.model import FusionSAM
 
 S = 128
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fusionsam_model.classes import FMB, MFNET
-from fusionsam_model.datasets import (
+from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.data.datasets import (
     DatasetError,
     FMBDataset,
     MFNetDataset,
@@ -20,7 +20,7 @@ from fusionsam_model.datasets import (
     is_night,
     open_dataset,
 )
-from fusionsam_model.synth import generate
+from fusionsam_model.data.synth import generate
 
 
 @pytest.fixture(scope="module")

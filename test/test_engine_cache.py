@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fusionsam_model import engine_cache as ec
+from fusionsam_model.deploy import engine_cache as ec
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 IDENTITY = ("10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
@@ -198,7 +198,14 @@ def test_build_engine_cli_without_tensorrt_exits_nonzero(tmp_path):
     for graph in ec.GRAPH_NAMES:
         write_graph(tmp_path / f"{graph}.onnx", np.ones((2, 2)))
     proc = subprocess.run(
-        [sys.executable, "-m", "fusionsam_model.engine_cache", "--onnx", str(tmp_path), "--fp16"],
+        [
+            sys.executable,
+            "-m",
+            "fusionsam_model.deploy.engine_cache",
+            "--onnx",
+            str(tmp_path),
+            "--fp16",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

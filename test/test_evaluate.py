@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusionsam_model.classes import FMB, MFNET
-from fusionsam_model.datasets import open_dataset
-from fusionsam_model.metrics import ConfusionMatrix
-from fusionsam_model.segmenter import BUNDLED_CHECKPOINT, Segmenter
+from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.data.datasets import open_dataset
+from fusionsam_model.evaluation.metrics import ConfusionMatrix
+from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
 from training.evaluate import evaluate, format_table, save_confusion_png, table_columns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ needs_bundled = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def fresh_split(tmp_path_factory) -> Path:
     """32 generated pairs with an unseen seed: the test split holds 8 (4 day, 4 night)."""
-    from fusionsam_model import synth
+    from fusionsam_model.data import synth
 
     root = tmp_path_factory.mktemp("eval") / "synth"
     synth.generate(root, 32, 7, "mfnet", progress=False)

@@ -18,13 +18,16 @@ import pytest
 import torch
 from conftest import make_image, start_fusionsam_node, wait_until
 
-from fusionsam_model import export as ex
-from fusionsam_model.backends import make_backend
-from fusionsam_model.backends.onnxruntime_backend import OnnxRuntimeBackend, select_providers
-from fusionsam_model.checkpoint import load_checkpoint
-from fusionsam_model.classes import MFNET
-from fusionsam_model.engine_cache import graph_sha256
-from fusionsam_model.segmenter import Segmenter
+from fusionsam_model.data.classes import MFNET
+from fusionsam_model.deploy import export as ex
+from fusionsam_model.deploy.engine_cache import graph_sha256
+from fusionsam_model.runtime.backends import make_backend
+from fusionsam_model.runtime.backends.onnxruntime_backend import (
+    OnnxRuntimeBackend,
+    select_providers,
+)
+from fusionsam_model.runtime.checkpoint import load_checkpoint
+from fusionsam_model.runtime.segmenter import Segmenter
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -197,7 +200,7 @@ def test_export_cli_rejects_bad_input(tmp_path, capsys):
 
 
 def test_torch_backend_rejects_unknown_compile_mode(tiny_model):
-    from fusionsam_model.backends.torch_backend import TorchBackend
+    from fusionsam_model.runtime.backends.torch_backend import TorchBackend
 
     with pytest.raises(ValueError, match="reduce-overhead"):
         TorchBackend(tiny_model[0], compile="fastest")

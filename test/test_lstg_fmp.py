@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionsam_model.discriminator import (
+from fusionsam_model.modeling.discriminator import (
     PatchDiscriminator,
     adaptive_adversarial_weight,
     hinge_d_loss,
     hinge_g_loss,
 )
-from fusionsam_model.fmp import MODES, FusionMaskPrompting
-from fusionsam_model.lstg import ConvStem, LSTGAutoencoder
+from fusionsam_model.modeling.fmp import MODES, FusionMaskPrompting
+from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
 
 LATENT, EMBED = 8, 32
 

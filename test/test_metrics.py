@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from fusionsam_model.classes import FMB, MFNET
-from fusionsam_model.metrics import ConfusionMatrix
+from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.evaluation.metrics import ConfusionMatrix
 
 
 def test_hand_computed_three_classes() -> None:

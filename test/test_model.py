@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fusionsam_model.config import PRESETS, ModelConfig, build_config
-from fusionsam_model.model import FusionSAM
-from fusionsam_model.prompts import prompts_from_mask
+from fusionsam_model.modeling.config import PRESETS, ModelConfig, build_config
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.modeling.prompts import prompts_from_mask
 
 SMALL = 128  # S for the fast CPU tests
 

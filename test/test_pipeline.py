@@ -23,8 +23,8 @@ FRAMES = 4  # the generator's test split of 16 pairs: 2 day, 2 night
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(dataset root, bag of its test split at 2 Hz, thermal 8 ms late with jitter)."""
-    from fusionsam_model.datasets import open_dataset
-    from fusionsam_model.synth import generate
+    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.data.synth import generate
 
     root = tmp_path_factory.mktemp("drive")
     generate(root / "data", num=16, seed=11, progress=False)
@@ -55,8 +55,8 @@ def test_streaming_report_equals_offline_evaluation(
 ) -> None:
     import torch
 
-    from fusionsam_model.datasets import open_dataset
-    from fusionsam_model.segmenter import Segmenter
+    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.runtime.segmenter import Segmenter
     from training.evaluate import evaluate
 
     data, bag = drive
@@ -136,8 +136,8 @@ def test_scorer_pairs_by_exact_stamp_in_any_arrival_order() -> None:
     """Masks may come before their label and names after both; only equal stamps pair."""
     import numpy as np
 
-    from fusionsam_model.classes import MFNET
-    from fusionsam_model.metrics import ConfusionMatrix
+    from fusionsam_model.data.classes import MFNET
+    from fusionsam_model.evaluation.metrics import ConfusionMatrix
     from fusionsam_ros.stream_evaluator import StreamScorer
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fusionsam_model.preprocess import (
+from fusionsam_model.runtime.preprocess import (
     letterbox_for,
     normalize_thermal,
     preprocess_batch,

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fusionsam_model.quantizer import VectorQuantizer
+from fusionsam_model.modeling.quantizer import VectorQuantizer
 
 
 def _latents(rows: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_image, start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 
-from fusionsam_model.classes import MFNET
+from fusionsam_model.data.classes import MFNET
 from fusionsam_ros.diagnostics import diagnostics_values
 from fusionsam_ros.image_conversion import RGB_ENCODINGS, THERMAL_ENCODINGS, image_to_array
 from fusionsam_ros.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS

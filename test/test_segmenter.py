@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from fusionsam_model import BUNDLED_CHECKPOINT, CheckpointError, Prediction, Segmenter
-from fusionsam_model.backends import Backend, BackendOutput, make_backend
-from fusionsam_model.bench import main as bench_main
-from fusionsam_model.checkpoint import save_checkpoint
-from fusionsam_model.segmenter import STAGES
+from fusionsam_model.runtime.backends import Backend, BackendOutput, make_backend
+from fusionsam_model.runtime.bench import main as bench_main
+from fusionsam_model.runtime.checkpoint import save_checkpoint
+from fusionsam_model.runtime.segmenter import STAGES
 
 
 def _pair(h: int, w: int, seed: int = 0, thermal_dtype=np.uint8):

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fusionsam_model.classes import FMB, MFNET
-from fusionsam_model.synth import generate, main, render
+from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.data.synth import generate, main, render
 
 NUM = 16  # two blocks of 8: every split has day and night images
 
@@ -243,7 +243,7 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "fusionsam_model.synth",
+        "fusionsam_model.data.synth",
         "--out",
         str(out),
         "--num",

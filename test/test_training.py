@@ -23,7 +23,7 @@ CONFIG = REPO / "training" / "configs" / "synth_tiny.yaml"
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """A tiny generated MFNet-layout dataset shared by the tests of this module."""
-    from fusionsam_model import synth
+    from fusionsam_model.data import synth
 
     root = tmp_path_factory.mktemp("synth") / "data"
     synth.generate(root, 24, 3, "mfnet", progress=False)
@@ -86,7 +86,7 @@ def test_resume_reproduces_the_following_steps_exactly(synth_root, tmp_path):
 
 
 def test_best_checkpoint_loads_in_the_segmenter(synth_root, tmp_path):
-    from fusionsam_model.segmenter import Segmenter
+    from fusionsam_model.runtime.segmenter import Segmenter
 
     cfg = load_config(CONFIG, tiny_overrides(synth_root, tmp_path, **{"train.stage": "seg"}))
     rep, _ = train(cfg)
@@ -162,8 +162,8 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path)
     report = json.loads((out / "report.json").read_text())
     assert report["processes"] == 2
     # Both ranks moved away from the common initialisation (so equality is not trivial).
-    from fusionsam_model.config import build_config
-    from fusionsam_model.model import FusionSAM
+    from fusionsam_model.modeling.config import build_config
+    from fusionsam_model.modeling.model import FusionSAM
     from training.checkpointing import seed_everything
 
     seed_everything(0)

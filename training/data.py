@@ -1,6 +1,6 @@
 """torch Dataset/DataLoader glue: dataset Samples -> letterboxed S x S training tensors.
 
-Images go through ``fusionsam_model.preprocess`` exactly as at inference (same
+Images go through ``fusionsam_model.runtime.preprocess`` exactly as at inference (same
 thermal normalisation, same letterbox), labels are letterboxed with nearest
 neighbour and padded with ``IGNORE`` so padding is never scored. Augmentation draws
 from a generator seeded by (seed, epoch, index): a batch is the same whatever the
@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from fusionsam_model.augment import AugmentConfig, augment, label_pad_value
-from fusionsam_model.classes import ClassTable
-from fusionsam_model.preprocess import letterbox_for, preprocess_pair
+from fusionsam_model.data.augment import AugmentConfig, augment, label_pad_value
+from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.runtime.preprocess import letterbox_for, preprocess_pair
 from training.losses import IGNORE
 
 
@@ -38,7 +38,7 @@ def letterbox_label(label: np.ndarray, size: int, class_table: ClassTable) -> np
 
 @dataclass
 class PairTransform:
-    """Sample -> tensors; optional augmentation (fusionsam_model.augment) before the letterbox."""
+    """Sample -> tensors; optional augmentation (fusionsam_model.data.augment) before the letterbox."""
 
     size: int
     class_table: ClassTable

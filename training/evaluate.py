@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fusionsam_model.classes import ClassTable
-from fusionsam_model.metrics import ConfusionMatrix
+from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.evaluation.metrics import ConfusionMatrix
 
 
 def table_columns(class_table: ClassTable) -> list[int]:
@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fusionsam_model.datasets import open_dataset
-    from fusionsam_model.segmenter import BUNDLED_CHECKPOINT, Segmenter
+    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
     segmenter = Segmenter.from_checkpoint(

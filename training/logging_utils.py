@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusionsam_model.classes import ClassTable
+from fusionsam_model.data.classes import ClassTable
 from training.losses import IGNORE
 
 

@@ -29,16 +29,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from fusionsam_model.checkpoint import CheckpointError, load_sam_weights, save_checkpoint
-from fusionsam_model.classes import ClassTable, get_class_table
-from fusionsam_model.config import build_config
-from fusionsam_model.discriminator import (
+from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.modeling.config import build_config
+from fusionsam_model.modeling.discriminator import (
     PatchDiscriminator,
     adaptive_adversarial_weight,
     hinge_d_loss,
     hinge_g_loss,
 )
-from fusionsam_model.model import FusionSAM
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.runtime.checkpoint import CheckpointError, load_sam_weights, save_checkpoint
 from training import losses as L
 from training.checkpointing import capture_rng, restore_rng, seed_everything
 from training.data import HeldOut, PairTransform, TrainingPairs, make_loader
@@ -157,13 +157,13 @@ class Trainer:
 
     # ---- data -------------------------------------------------------------------
     def _prepare_data(self) -> None:
-        from fusionsam_model.datasets import open_dataset
+        from fusionsam_model.data.datasets import open_dataset
 
         data = self.cfg["data"]
         root = Path(data["root"])
         if data["generate"] and not root.exists():
             if self.info.is_main:
-                from fusionsam_model import synth
+                from fusionsam_model.data import synth
 
                 gen = dict(data["generate"])
                 log.info("generating synthetic dataset at %s (%s)", root, gen)
@@ -529,8 +529,8 @@ class Trainer:
         """val-split mIoU through the inference path (Segmenter over the live model), rank 0."""
         result = None
         if self.info.is_main:
-            from fusionsam_model.backends import make_backend
-            from fusionsam_model.segmenter import Segmenter
+            from fusionsam_model.runtime.backends import make_backend
+            from fusionsam_model.runtime.segmenter import Segmenter
             from training.evaluate import evaluate
 
             cfg = self.model_config

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import ClassTable
+from fusionsam_model.data.classes import ClassTable
 
 
 class ConfusionMatrix:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .classes import ClassTable
-from .datasets import Sample
+from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.data.datasets import Sample
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Runtimes behind one interface: S x S tensors in, S/4 class logits and fused image out.
 
-Pre- and post-processing (``fusionsam_model.preprocess``) stay outside the backends, so
+Pre- and post-processing (``fusionsam_model.runtime.preprocess``) stay outside the backends, so
 torch, onnxruntime and tensorrt run the same three graphs on the same inputs and their
 outputs can be compared directly. A backend is registered by name in ``BACKENDS`` with
 a factory ``(model_or_path, **kw) -> Backend``.
@@ -38,9 +38,9 @@ class Backend(Protocol):
 
 # name -> "module:factory"; the export work adds onnxruntime / tensorrt entries.
 BACKENDS: dict[str, str] = {
-    "torch": "fusionsam_model.backends.torch_backend:make_torch_backend",
-    "onnxruntime": "fusionsam_model.backends.onnxruntime_backend:make_onnxruntime_backend",
-    "tensorrt": "fusionsam_model.backends.tensorrt_backend:make_tensorrt_backend",
+    "torch": "fusionsam_model.runtime.backends.torch_backend:make_torch_backend",
+    "onnxruntime": "fusionsam_model.runtime.backends.onnxruntime_backend:make_onnxruntime_backend",
+    "tensorrt": "fusionsam_model.runtime.backends.tensorrt_backend:make_tensorrt_backend",
 }
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .segmenter import STAGES, Segmenter
+from fusionsam_model.runtime.segmenter import STAGES, Segmenter
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

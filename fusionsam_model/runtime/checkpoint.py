@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .classes import ClassTable
-from .config import ModelConfig
-from .model import FusionSAM
-from .sam_decoder import resize_pos_embed, resize_rel_pos
+from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.modeling.config import ModelConfig
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.modeling.sam_decoder import resize_pos_embed, resize_rel_pos
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "fusionsam-checkpoint"
@@ -102,7 +102,7 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
             raise CheckpointError(
                 f"{path} holds Python objects that safe loading (weights_only=True) refuses; "
                 "it is not a FusionSAM checkpoint or was saved with pickled classes. "
-                "Re-save it with fusionsam_model.checkpoint.save_checkpoint."
+                "Re-save it with fusionsam_model.runtime.checkpoint.save_checkpoint."
             ) from e
         raise _corrupt(path, e) from e
     except Exception as e:  # the unpickler raises many kinds on damaged bytes
@@ -320,10 +320,12 @@ def load_sam_weights(model: FusionSAM, source: str | Path | dict[str, torch.Tens
     return report
 
 
-if __name__ == "__main__":  # python -m fusionsam_model.checkpoint SRC DST
+if __name__ == "__main__":  # python -m fusionsam_model.runtime.checkpoint SRC DST
     import sys
 
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m fusionsam_model.checkpoint SRC.pt DST.pt (float16 copy)")
+        raise SystemExit(
+            "usage: python -m fusionsam_model.runtime.checkpoint SRC.pt DST.pt (float16 copy)"
+        )
     out = compact_checkpoint(sys.argv[1], sys.argv[2])
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, float16 weights)")

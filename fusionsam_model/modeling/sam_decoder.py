@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
-from .config import PATCH_SIZE, ModelConfig
-from .prompts import SparsePrompts
+from fusionsam_model.modeling.config import PATCH_SIZE, ModelConfig
+from fusionsam_model.modeling.prompts import SparsePrompts
 
 
 def build_image_encoder(cfg: ModelConfig) -> ImageEncoderViT:

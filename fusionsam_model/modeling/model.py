@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, ModelConfig
-from .fmp import FusionMaskPrompting
-from .lstg import ConvStem, LSTGAutoencoder
-from .prompts import prompts_from_mask
-from .sam_decoder import SamDecoder, build_image_encoder
+from fusionsam_model.modeling.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, ModelConfig
+from fusionsam_model.modeling.fmp import FusionMaskPrompting
+from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
+from fusionsam_model.modeling.prompts import prompts_from_mask
+from fusionsam_model.modeling.sam_decoder import SamDecoder, build_image_encoder
 
 
 @dataclass

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .classes import FMB, MFNET, ClassTable
+from fusionsam_model.data.classes import FMB, MFNET, ClassTable
 
 KINDS = (
     "void",

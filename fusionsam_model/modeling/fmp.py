@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lstg import group_norm
+from fusionsam_model.modeling.lstg import group_norm
 
 MODES = ("fmp", "concat", "rgb", "thermal")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .classes import FMB, MFNET, ClassTable
+from fusionsam_model.data.classes import FMB, MFNET, ClassTable
 
 VOID_LABEL = 255
 

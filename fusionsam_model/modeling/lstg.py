@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantizer import QuantizerOutput, VectorQuantizer
+from fusionsam_model.modeling.quantizer import QuantizerOutput, VectorQuantizer
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

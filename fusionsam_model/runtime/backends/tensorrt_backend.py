@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..engine_cache import EngineCacheError, ensure_engines, import_tensorrt
-from ..export import read_manifest, resolve_export_dir
-from . import BackendOutput, run_exported_graphs
+from fusionsam_model.deploy.engine_cache import EngineCacheError, ensure_engines, import_tensorrt
+from fusionsam_model.deploy.export import read_manifest, resolve_export_dir
+from fusionsam_model.runtime.backends import BackendOutput, run_exported_graphs
 
 LOG = logging.getLogger("fusionsam.backends.tensorrt")
 

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..model import FusionSAM
-from . import BackendOutput
+from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.runtime.backends import BackendOutput
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lstg import group_norm
+from fusionsam_model.modeling.lstg import group_norm
 
 
 class PatchDiscriminator(nn.Module):

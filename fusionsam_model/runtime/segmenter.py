@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import Backend, make_backend
-from .classes import ClassTable, get_class_table
-from .preprocess import (
+from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.runtime.backends import Backend, make_backend
+from fusionsam_model.runtime.preprocess import (
     Letterbox,
     ThermalRange,
     preprocess_batch,
@@ -26,7 +26,7 @@ from .preprocess import (
     unletterbox_labels,
 )
 
-BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "fusionsam_tiny_synth.pt"
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "fusionsam_tiny_synth.pt"
 
 STAGES = ("preprocess", "lstg", "fmp", "image_encoder", "decoder", "postprocess")
 
@@ -83,7 +83,7 @@ class Segmenter:
         default (fixed range or per-frame auto gain). A non-torch backend gets the loaded
         model (it exports and caches the graphs) or ``export_dir=`` with graphs exported
         before; other ``kw`` go to the backend factory."""
-        from .checkpoint import load_checkpoint
+        from fusionsam_model.runtime.checkpoint import load_checkpoint
 
         model, table, meta = load_checkpoint(path, map_location="cpu")
         cfg = model.config
@@ -113,8 +113,8 @@ class Segmenter:
     ) -> Segmenter:
         """An untrained model (random weights) of a preset: for benchmarks, tests, plumbing.
         ``overrides`` are ModelConfig fields (e.g. ``fusion="concat"``)."""
-        from .config import build_config
-        from .model import FusionSAM
+        from fusionsam_model.modeling.config import build_config
+        from fusionsam_model.modeling.model import FusionSAM
 
         table = get_class_table(class_table) if isinstance(class_table, str) else class_table
         cfg = build_config(

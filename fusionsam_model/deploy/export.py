@@ -41,9 +41,9 @@ import onnx
 import torch
 from torch import nn
 
-from .classes import ClassTable
-from .engine_cache import GRAPH_NAMES, graph_sha256, sha256_file
-from .model import FusionSAM
+from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.deploy.engine_cache import GRAPH_NAMES, graph_sha256, sha256_file
+from fusionsam_model.modeling.model import FusionSAM
 
 LOG = logging.getLogger("fusionsam.export")
 
@@ -107,8 +107,8 @@ GRAPH_MODULES = {"front": FrontGraph, "image_encoder": ImageEncoderGraph, "decod
 
 def model_at_input_size(model: FusionSAM, size: int | None) -> FusionSAM:
     """The same weights at another S: positional tables are interpolated, nothing else may change."""
-    from .checkpoint import check_state_dict  # noqa: PLC0415
-    from .sam_decoder import resize_pos_embed, resize_rel_pos  # noqa: PLC0415
+    from fusionsam_model.modeling.sam_decoder import resize_pos_embed, resize_rel_pos  # noqa: PLC0415
+    from fusionsam_model.runtime.checkpoint import check_state_dict  # noqa: PLC0415
 
     if size is None or size == model.config.input_size:
         return model
@@ -137,14 +137,14 @@ def load_source(
 ) -> tuple[FusionSAM, ClassTable | None, dict[str, Any]]:
     """``preset:NAME`` (random weights built at ``input_size``) or a checkpoint path."""
     if spec.startswith("preset:"):
-        from .classes import MFNET  # noqa: PLC0415
-        from .config import build_config  # noqa: PLC0415
+        from fusionsam_model.data.classes import MFNET  # noqa: PLC0415
+        from fusionsam_model.modeling.config import build_config  # noqa: PLC0415
 
         preset = spec.split(":", 1)[1]
         torch.manual_seed(seed)
         cfg = build_config(preset, input_size=input_size, num_classes=MFNET.num_classes)
         return FusionSAM(cfg).eval(), MFNET, {"preset": preset, "seed": seed, "sha256": None}
-    from .checkpoint import load_checkpoint  # noqa: PLC0415
+    from fusionsam_model.runtime.checkpoint import load_checkpoint  # noqa: PLC0415
 
     path = Path(spec)
     model, table, meta = load_checkpoint(path, map_location="cpu")
@@ -264,7 +264,7 @@ def export_model(
 
 
 def _external_files(path: Path) -> list[Path]:
-    from .engine_cache import external_data_files  # noqa: PLC0415
+    from fusionsam_model.deploy.engine_cache import external_data_files  # noqa: PLC0415
 
     return external_data_files(path)
 
@@ -395,7 +395,7 @@ def resolve_export_dir(
 
 def compare_with_torch(model: FusionSAM, export_dir: Path, seed: int = 1) -> dict[str, float]:
     """Max abs differences between onnxruntime (CPU) and the torch model on fresh random inputs."""
-    from .backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: PLC0415
+    from fusionsam_model.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: PLC0415
 
     backend = OnnxRuntimeBackend(export_dir, device="cpu")
     s = backend.input_size
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.size is not None and (args.size <= 0 or args.size % 16):
         parser.error(f"--size must be a positive multiple of 16, got {args.size}")
-    from .checkpoint import CheckpointError  # noqa: PLC0415
+    from fusionsam_model.runtime.checkpoint import CheckpointError  # noqa: PLC0415
 
     try:
         model, table, source = load_source(args.checkpoint, args.size)

@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ..export import read_manifest, resolve_export_dir
-from . import BackendOutput, run_exported_graphs
+from fusionsam_model.deploy.export import read_manifest, resolve_export_dir
+from fusionsam_model.runtime.backends import BackendOutput, run_exported_graphs
 
 LOG = logging.getLogger("fusionsam.backends.onnxruntime")
 
@@ -69,7 +69,7 @@ def select_providers(
 
 
 class OnnxRuntimeBackend:
-    """Runs an export directory (see ``fusionsam_model.export``) with onnxruntime."""
+    """Runs an export directory (see ``fusionsam_model.deploy.export``) with onnxruntime."""
 
     name = "onnxruntime"
 

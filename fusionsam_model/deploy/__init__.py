@@ -1,0 +1,1 @@
+"""Deployment: ONNX export of the three graphs and the TensorRT engine cache."""

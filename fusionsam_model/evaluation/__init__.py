@@ -1,0 +1,1 @@
+"""Scoring: confusion-matrix segmentation metrics."""
