@@ -24,8 +24,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
+from . import compressed_image
 from . import image_conversion as conv
 from .diagnostics import PipelineStats, diagnostic_array
 from .latest_pair import LatestPairMailbox
@@ -110,7 +111,8 @@ class FusionSAMNode(Node):
         self.class_table = self.segmenter.class_table
         self._palette = self.class_table.palette_array()
         self.stats = PipelineStats()
-        self.mailbox: LatestPairMailbox[tuple[Image, Image]] = LatestPairMailbox()
+        # pairs of Image or CompressedImage: compressed payloads are decoded in the worker
+        self.mailbox: LatestPairMailbox[tuple[Any, Any]] = LatestPairMailbox()
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._resize_logged = False
@@ -143,8 +145,20 @@ class FusionSAMNode(Node):
             sub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
         # Reliable publishers match both best-effort and reliable subscribers (RViz, tools).
         pub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Image, p.rgb_topic, self._on_rgb, sub_qos)
-        self.create_subscription(Image, p.thermal_topic, self._on_thermal, sub_qos)
+        # compressed transport: image_transport's <topic>/compressed, decoded in the worker
+        self.input_topics = {
+            what: compressed_image.transport_topic(topic, transport)
+            for what, topic, transport in (
+                ("rgb", p.rgb_topic, p.rgb_transport),
+                ("thermal", p.thermal_topic, p.thermal_transport),
+            )
+        }
+        for what, transport, callback in (
+            ("rgb", p.rgb_transport, self._on_rgb),
+            ("thermal", p.thermal_transport, self._on_thermal),
+        ):
+            msg_type = CompressedImage if transport == "compressed" else Image
+            self.create_subscription(msg_type, self.input_topics[what], callback, sub_qos)
         wanted = {
             "semantic": p.publish_semantic,
             "color": p.publish_color,
@@ -166,27 +180,27 @@ class FusionSAMNode(Node):
         self.get_logger().info(
             f"ready: model {self.checkpoint_path} ({self.segmenter.backend_name}, {p.device}, "
             f"{p.precision}, classes {self.class_table.name}); "
-            f"inputs {self.resolve_topic_name(p.rgb_topic)} + "
-            f"{self.resolve_topic_name(p.thermal_topic)}; "
+            f"inputs {self.resolve_topic_name(self.input_topics['rgb'])} + "
+            f"{self.resolve_topic_name(self.input_topics['thermal'])}; "
             f"outputs {', '.join(OUTPUT_TOPICS[k] for k in self.publishers_by_output) or 'none'}"
         )
 
     # --- executor side: cheap checks, pairing, mailbox --------------------------------
-    def _on_rgb(self, msg: Image) -> None:
+    def _on_rgb(self, msg: Image | CompressedImage) -> None:
         self._on_input(msg, conv.RGB_ENCODINGS, "RGB", self.pairer.add_rgb)
 
-    def _on_thermal(self, msg: Image) -> None:
+    def _on_thermal(self, msg: Image | CompressedImage) -> None:
         self._on_input(msg, conv.THERMAL_ENCODINGS, "thermal", self.pairer.add_thermal)
 
-    def _on_input(self, msg: Image, accepted: tuple[str, ...], what: str, add: Any) -> None:
+    def _on_input(self, msg: Any, accepted: tuple[str, ...], what: str, add: Any) -> None:
         try:
-            conv.check_image(msg, accepted, what)
+            compressed_image.check_message(msg, accepted, what)
         except conv.ImageError as exc:
             self._report_error(exc.kind, str(exc))
             return
         add(msg)
 
-    def _on_pair(self, rgb: Image, thermal: Image) -> None:
+    def _on_pair(self, rgb: Any, thermal: Any) -> None:
         self.mailbox.put((rgb, thermal))
 
     # --- worker side: conversion, model, publishing ------------------------------------
@@ -206,11 +220,12 @@ class FusionSAMNode(Node):
                     "inference", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
 
-    def process_pair(self, rgb_msg: Image, thermal_msg: Image) -> dict[str, Image]:
-        """Convert, run the model and publish one pair; returns the published messages."""
+    def process_pair(self, rgb_msg: Any, thermal_msg: Any) -> dict[str, Image]:
+        """Convert (decode, for compressed input), run the model and publish one pair;
+        returns the published messages."""
         t0 = time.perf_counter()
-        rgb = conv.rgb_from_image(rgb_msg)
-        thermal = conv.thermal_from_image(thermal_msg)
+        rgb = compressed_image.rgb_from_message(rgb_msg)
+        thermal = compressed_image.thermal_from_message(thermal_msg)
         if thermal.shape[:2] != rgb.shape[:2]:
             if not self._resize_logged:
                 self._resize_logged = True

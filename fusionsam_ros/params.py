@@ -15,6 +15,7 @@ from typing import Any
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 QOS_CHOICES = ("sensor_data", "reliable")
+TRANSPORT_CHOICES = ("raw", "compressed")
 CLASS_TABLE_CHOICES = ("", "mfnet", "fmb")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -34,6 +35,17 @@ PARAMETERS: tuple[Param, ...] = (
         "RGB camera topic (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)",
     ),
     Param("thermal_topic", "thermal/image", "thermal camera topic (mono8, mono16, 16UC1, 32FC1)"),
+    Param(
+        "rgb_transport",
+        "raw",
+        "raw: sensor_msgs/Image on rgb_topic | compressed: sensor_msgs/CompressedImage "
+        "(JPEG or PNG) on <rgb_topic>/compressed, as image_transport publishes it",
+    ),
+    Param(
+        "thermal_transport",
+        "raw",
+        "raw | compressed: 8- or 16-bit PNG (or 8-bit JPEG) on <thermal_topic>/compressed",
+    ),
     Param("checkpoint", "", "project checkpoint (.pt); empty = the bundled tiny model"),
     Param("backend", "torch", "inference runtime: torch | onnxruntime | tensorrt"),
     Param("device", "cpu", "cpu | cuda | cuda:N"),
@@ -77,6 +89,8 @@ class ParameterError(ValueError):
 class NodeParams:
     rgb_topic: str
     thermal_topic: str
+    rgb_transport: str
+    thermal_transport: str
     checkpoint: str
     backend: str
     device: str
@@ -169,6 +183,8 @@ def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
     return NodeParams(
         rgb_topic=_topic(values, "rgb_topic"),
         thermal_topic=_topic(values, "thermal_topic"),
+        rgb_transport=_choice(values, "rgb_transport", TRANSPORT_CHOICES),
+        thermal_transport=_choice(values, "thermal_transport", TRANSPORT_CHOICES),
         checkpoint=checkpoint,
         backend=_choice(values, "backend", BACKENDS),
         device=device,
