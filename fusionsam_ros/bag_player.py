@@ -4,7 +4,9 @@ For machines without ``ros2 bag play`` (the pip-only set-up has no rosbag2_py). 
 sqlite3 and mcap bags with ``rosbags`` and publishes each message's recorded CDR bytes
 unchanged (rosbags' CDR is byte-identical to rclpy's), so nothing is re-encoded. Each
 message is first deserialised once as a check: a corrupted message is reported by
-topic and index and skipped, and playback goes on.
+topic and index and skipped, and playback goes on. Compressed camera topics
+(``<topic>/compressed``, sensor_msgs/CompressedImage) play like any other; a required
+camera topic is present when either its raw or its compressed form is.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bag_writer import IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
+from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
@@ -113,8 +115,13 @@ def check_required(path: str | Path, required: tuple[str, ...]) -> dict[str, tup
     """Raise BagError naming every required topic the bag lacks, listing what it holds."""
     topics = bag_topics(path)
     have = {t.lstrip("/") for t in topics}
-    missing = [t for t in required if t.lstrip("/") not in have]
-    empty = [t for t, (_, n) in topics.items() if t.lstrip("/") in required and n == 0]
+
+    def forms(topic: str) -> set[str]:  # raw or image_transport's compressed transport
+        return {topic.lstrip("/"), topic.lstrip("/") + "/compressed"}
+
+    missing = [t for t in required if not forms(t) & have]
+    wanted = set().union(*(forms(t) for t in required)) if required else set()
+    empty = [t for t, (_, n) in topics.items() if t.lstrip("/") in wanted and n == 0]
     if missing or empty:
         problem = []
         if missing:
@@ -160,6 +167,8 @@ def check_message(message: BagMessage) -> None:
         raise ValueError(
             f"image data has {len(msg.data)} bytes, expected step*height = {msg.step * msg.height}"
         )
+    if message.msgtype == COMPRESSED_TYPE and len(msg.data) == 0:
+        raise ValueError(f"compressed image ({msg.format!r}) has no data")
 
 
 def message_class(msgtype: str) -> type:

@@ -12,6 +12,12 @@ Bag layout (one frame = one dataset sample):
 | ``label/image`` | sensor_msgs/Image mono8 class ids | ``rgb_camera`` | ``t_i`` (aligned to RGB) |
 | ``label/name`` | std_msgs/Header | the sample name, e.g. ``00012N`` | ``t_i`` |
 
+With ``--compressed`` the two camera topics are written as image_transport's compressed
+transport records them: ``rgb/image/compressed`` (sensor_msgs/CompressedImage, JPEG at
+``--jpeg-quality`` or PNG with ``--rgb-codec png``) and ``thermal/image/compressed`` (8- or
+16-bit PNG, lossless). Labels stay raw: they are ids, not camera pixels. A dataset without
+labels (``sample.label is None``, e.g. RoadScene) gets no ``label/image`` topic.
+
 The sample name travels on ``label/name`` as a ``std_msgs/Header`` (the smallest stamped
 message carrying a string), so evaluators map a label stamp back to its sample (and to
 day/night for MFNet-style names) without misusing the label image's frame_id, which
@@ -38,12 +44,18 @@ NAME_TOPIC = "label/name"
 RGB_FRAME = "rgb_camera"
 THERMAL_FRAME = "thermal_camera"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+RGB_COMPRESSED_TOPIC = RGB_TOPIC + "/compressed"
+THERMAL_COMPRESSED_TOPIC = THERMAL_TOPIC + "/compressed"
+RGB_CODECS = ("jpeg", "png")
 HEADER_TYPE = "std_msgs/msg/Header"
 TOPIC_TYPES = {
     RGB_TOPIC: IMAGE_TYPE,
     THERMAL_TOPIC: IMAGE_TYPE,
     LABEL_TOPIC: IMAGE_TYPE,
     NAME_TOPIC: HEADER_TYPE,
+    RGB_COMPRESSED_TOPIC: COMPRESSED_TYPE,
+    THERMAL_COMPRESSED_TOPIC: COMPRESSED_TYPE,
 }
 STORAGES = ("sqlite3", "mcap")
 THERMAL_ENCODINGS = ("mono8", "mono16")
@@ -136,6 +148,32 @@ def thermal_pixels(thermal: np.ndarray, encoding: str, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Compression:
+    """Camera topics in compressed transport: RGB as ``rgb_codec``, thermal as PNG."""
+
+    rgb_codec: str = "jpeg"
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.rgb_codec not in RGB_CODECS:
+            raise BagWriteError(f"--rgb-codec must be one of {RGB_CODECS}, got {self.rgb_codec!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise BagWriteError(f"--jpeg-quality must be in [1, 100], got {self.jpeg_quality}")
+
+
+def compressed_image_message(
+    pixels: np.ndarray, encoding: str, codec: str, quality: int, stamp_ns: int, frame_id: str
+) -> Any:
+    """rosbags sensor_msgs/CompressedImage with image_transport's ``format`` string."""
+    from .compressed_image import encode
+
+    fmt, payload = encode(pixels, encoding, codec, quality)
+    return typestore().types[COMPRESSED_TYPE](
+        header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(payload, np.uint8)
+    )
+
+
+@dataclass(frozen=True)
 class FrameStamps:
     index: int
     rgb_ns: int
@@ -176,31 +214,59 @@ class BagSummary:
     counts: dict[str, int]
 
 
-def _events(frames: list[FrameStamps]) -> list[tuple[int, int, str]]:
+def bag_topics(compression: Compression | None, labels: bool) -> list[str]:
+    """The topics a bag gets, in the order messages of one stamp are written."""
+    if compression is None:
+        cameras = [RGB_TOPIC, THERMAL_TOPIC]
+    else:
+        cameras = [RGB_COMPRESSED_TOPIC, THERMAL_COMPRESSED_TOPIC]
+    return cameras + ([LABEL_TOPIC] if labels else []) + [NAME_TOPIC]
+
+
+def _events(frames: list[FrameStamps], topics: list[str]) -> list[tuple[int, int, str]]:
     """(record time, frame index, topic) in time order; the record time is the stamp."""
-    events = []
-    for f in frames:
-        events += [
-            (f.rgb_ns, f.index, RGB_TOPIC),
-            (f.rgb_ns, f.index, LABEL_TOPIC),
-            (f.rgb_ns, f.index, NAME_TOPIC),
-            (f.thermal_ns, f.index, THERMAL_TOPIC),
-        ]
-    order = {RGB_TOPIC: 0, THERMAL_TOPIC: 1, LABEL_TOPIC: 2, NAME_TOPIC: 3}
+    thermal = {THERMAL_TOPIC, THERMAL_COMPRESSED_TOPIC}
+    events = [
+        (f.thermal_ns if topic in thermal else f.rgb_ns, f.index, topic)
+        for f in frames
+        for topic in topics
+    ]
+    order = {topic: k for k, topic in enumerate(topics)}
     return sorted(events, key=lambda e: (e[0], e[1], order[e[2]]))
 
 
-def _serialize(topic: str, sample: Any, stamps: FrameStamps, thermal_encoding: str) -> bytes:
-    if topic == RGB_TOPIC:
+def _serialize(
+    topic: str,
+    sample: Any,
+    stamps: FrameStamps,
+    thermal_encoding: str,
+    compression: Compression | None = None,
+) -> bytes:
+    if topic in (RGB_TOPIC, RGB_COMPRESSED_TOPIC):
         rgb = sample.rgb
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BagWriteError(
                 f"sample {sample.name}: RGB must be (H, W, 3) uint8, got {rgb.shape}"
             )
-        msg = image_message(rgb, "rgb8", stamps.rgb_ns, RGB_FRAME)
-    elif topic == THERMAL_TOPIC:
+        if compression is None:
+            msg = image_message(rgb, "rgb8", stamps.rgb_ns, RGB_FRAME)
+        else:
+            msg = compressed_image_message(
+                rgb,
+                "rgb8",
+                compression.rgb_codec,
+                compression.jpeg_quality,
+                stamps.rgb_ns,
+                RGB_FRAME,
+            )
+    elif topic in (THERMAL_TOPIC, THERMAL_COMPRESSED_TOPIC):
         pixels = thermal_pixels(sample.thermal, thermal_encoding, sample.name)
-        msg = image_message(pixels, thermal_encoding, stamps.thermal_ns, THERMAL_FRAME)
+        if compression is None:
+            msg = image_message(pixels, thermal_encoding, stamps.thermal_ns, THERMAL_FRAME)
+        else:  # PNG: lossless for 8 and 16 bits, as radiometric thermal needs
+            msg = compressed_image_message(
+                pixels, thermal_encoding, "png", 0, stamps.thermal_ns, THERMAL_FRAME
+            )
     elif topic == LABEL_TOPIC:
         msg = image_message(
             sample.label.astype(np.uint8, copy=False), "mono8", stamps.rgb_ns, RGB_FRAME
@@ -221,10 +287,12 @@ def write_bag(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    compression: Compression | None = None,
 ) -> BagSummary:
     """Write ``dataset`` (``len()`` and ``[i] -> Sample``) as a rosbag2 directory ``out``.
 
-    ``thermal_encoding=None`` keeps the dataset's depth (mono8 for uint8, mono16 for uint16).
+    ``thermal_encoding=None`` keeps the dataset's depth (mono8 for uint8, mono16 for uint16);
+    ``compression`` writes the camera topics in compressed transport.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
@@ -246,25 +314,29 @@ def write_bag(
         thermal_encoding = "mono16" if dataset[0].thermal.dtype == np.uint16 else "mono8"
 
     frames = frame_schedule(count, rate_hz, thermal_offset_ms, jitter_ms, seed)
+    topics = bag_topics(compression, labels=getattr(dataset[0], "label", None) is not None)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     cache: dict[int, Any] = {}  # the few samples whose messages are still pending
-    written = dict.fromkeys(TOPIC_TYPES, 0)
+    written = dict.fromkeys(topics, 0)
     try:
         with Writer(out, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
             connections = {
                 topic: writer.add_connection(
-                    topic, msgtype, typestore=typestore(), offered_qos_profiles=camera_qos()
+                    topic,
+                    TOPIC_TYPES[topic],
+                    typestore=typestore(),
+                    offered_qos_profiles=camera_qos(),
                 )
-                for topic, msgtype in TOPIC_TYPES.items()
+                for topic in topics
             }
             writer.set_custom_data("fusionsam.rate_hz", repr(float(rate_hz)))
             writer.set_custom_data("fusionsam.thermal_offset_ms", repr(float(thermal_offset_ms)))
             writer.set_custom_data("fusionsam.jitter_ms", repr(float(jitter_ms)))
             writer.set_custom_data("fusionsam.name_topic", NAME_TOPIC)
-            for time_ns, index, topic in _progress(_events(frames), progress):
+            for time_ns, index, topic in _progress(_events(frames, topics), progress):
                 if index not in cache:
                     cache[index] = dataset[index]
-                data = _serialize(topic, cache[index], frames[index], thermal_encoding)
+                data = _serialize(topic, cache[index], frames[index], thermal_encoding, compression)
                 writer.write(connections[topic], time_ns, data)
                 written[topic] += 1
                 _evict_finished(cache, written)
@@ -310,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: mono8 for 8-bit thermal data, mono16 for 16-bit",
     )
+    parser.add_argument(
+        "--compressed",
+        action="store_true",
+        help="camera topics as <topic>/compressed (sensor_msgs/CompressedImage): RGB JPEG "
+        "(or --rgb-codec png), thermal PNG (8 or 16 bit, lossless)",
+    )
+    parser.add_argument("--rgb-codec", choices=RGB_CODECS, default="jpeg", help="with --compressed")
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 (default 90)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="write at most N frames")
     parser.add_argument("--seed", type=int, default=0, help="seed of the thermal jitter")
     parser.add_argument("--layout", default="auto", help="dataset layout: auto, mfnet or fmb")
@@ -333,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             seed=args.seed,
             progress=sys.stderr.isatty(),
+            compression=Compression(args.rgb_codec, args.jpeg_quality) if args.compressed else None,
         )
     except (BagWriteError, DatasetError, FileNotFoundError) as exc:
         print(f"fusionsam-make-bag: error: {exc}", file=sys.stderr)
