@@ -11,6 +11,9 @@ prints the node's resident memory over time, latency p50/p99 and dropped pairs.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import argparse
 import os
 import subprocess

@@ -10,6 +10,9 @@ the drop-the-stale-pair behaviour.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import sys
 import threading
 import time

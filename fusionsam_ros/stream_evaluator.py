@@ -17,6 +17,9 @@ name, same stamp); MFNet-style names (…D / …N) give the day/night split.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import argparse
 import json
 import math

@@ -9,6 +9,9 @@ throughput, and optionally writes a confusion-matrix PNG and a JSON report.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import argparse
 import json
 import sys

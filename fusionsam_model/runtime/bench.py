@@ -9,6 +9,9 @@ a fixed synthetic pair, so the numbers are what a deployment sees end to end.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import argparse
 import os
 import resource

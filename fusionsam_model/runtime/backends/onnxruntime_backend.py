@@ -22,6 +22,7 @@ import torch
 
 from fusionsam_model.deploy.export import read_manifest, resolve_export_dir
 from fusionsam_model.runtime.backends import BackendOutput, run_exported_graphs
+from fusionsam_model.runtime.threads import ort_session_options
 
 LOG = logging.getLogger("fusionsam.backends.onnxruntime")
 
@@ -98,11 +99,8 @@ class OnnxRuntimeBackend:
         providers = select_providers(
             self.device, available, self.export_dir, self.precision == "fp16"
         )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        # no spin-waiting: it starves torch, OpenCV and other processes on shared cores
+        options = ort_session_options(threads)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPHS:
             path = self.export_dir / self.manifest["graphs"][graph]["file"]
