@@ -133,6 +133,11 @@ class LSTGAutoencoder(nn.Module):
         _check_input(x, self.in_channels, "LSTGAutoencoder.encode")
         return self.quantizer(self.encoder(x))
 
+    def encode_inference(self, x: Tensor) -> Tensor:
+        """``encode(x).z_q`` without the quantizer's training terms (loss, perplexity)."""
+        _check_input(x, self.in_channels, "LSTGAutoencoder.encode")
+        return self.quantizer.quantize(self.encoder(x))
+
     def decode(self, z_q: Tensor) -> Tensor:
         """(B, D, S/4, S/4) -> reconstruction (B, in_channels, S, S) in [0, 1]."""
         return self.decoder(z_q)
@@ -165,6 +170,11 @@ class ConvStem(nn.Module):
             z.shape[0], z.shape[2], z.shape[3], dtype=torch.int64, device=z.device
         )
         return QuantizerOutput(z_q=z, loss=zero, indices=indices, perplexity=zero)
+
+    def encode_inference(self, x: Tensor) -> Tensor:
+        """Same interface as ``LSTGAutoencoder.encode_inference``."""
+        _check_input(x, self.in_channels, "ConvStem.encode")
+        return self.encoder(x)
 
     def forward(self, x: Tensor) -> QuantizerOutput:
         return self.encode(x)

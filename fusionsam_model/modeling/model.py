@@ -105,13 +105,19 @@ class FusionSAM(nn.Module):
         return ConvStem(channels, cfg.latent_dim, base_channels=cfg.lstg_channels)
 
     # ---- part 1: fusion front -------------------------------------------------------
-    def encode_latents(self, rgb: torch.Tensor, thermal: torch.Tensor) -> Latents:
-        """LSTG encoders (S -> S/4, quantized) for the modalities the config uses."""
+    def encode_latents(
+        self, rgb: torch.Tensor, thermal: torch.Tensor, inference: bool = False
+    ) -> Latents:
+        """LSTG encoders (S -> S/4, quantized) for the modalities the config uses.
+        ``inference``: the same latents without the VQ loss and perplexity (zero / absent)."""
         vq_loss = rgb.new_zeros(())
         perplexity: dict[str, torch.Tensor] = {}
         z: dict[str, torch.Tensor | None] = {"rgb": None, "thermal": None}
         for name, stem, x in (("rgb", self.lstg_rgb, rgb), ("thermal", self.lstg_thermal, thermal)):
             if stem is None:
+                continue
+            if inference:
+                z[name] = stem.encode_inference(x)
                 continue
             q = stem.encode(x)
             z[name] = q.z_q
@@ -139,10 +145,12 @@ class FusionSAM(nn.Module):
             latents,
         )
 
-    def forward_front(self, rgb: torch.Tensor, thermal: torch.Tensor) -> FrontOutput:
+    def forward_front(
+        self, rgb: torch.Tensor, thermal: torch.Tensor, inference: bool = False
+    ) -> FrontOutput:
         """rgb (B, 3, S, S), thermal (B, 1, S, S) in [0, 1] -> fused image, fusion mask, fine
-        features."""
-        return self.fuse(self.encode_latents(rgb, thermal), rgb)
+        features (``inference``: without the VQ training terms, see ``encode_latents``)."""
+        return self.fuse(self.encode_latents(rgb, thermal, inference), rgb)
 
     # ---- part 2: SAM image encoder --------------------------------------------------
     def encode_image(self, fused: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ and lets us restart dead codes from current encoder outputs.
 
 Eval mode is a pure function (distances, argmin, embedding lookup) so that it exports
 to ONNX with static shapes; all state changes happen in training mode only.
+``quantize`` is the inference path: the same codes, none of the training terms.
 """
 
 from __future__ import annotations
@@ -114,13 +115,24 @@ class VectorQuantizer(nn.Module):
         )
 
     def _nearest_code(self, flat: Tensor) -> Tensor:
+        """Index of the nearest code per row: argmin of ||c||^2 - 2 x.c in one addmm (the
+        ||x||^2 term is the same for every code of a row, so it cannot change the argmin)."""
         codebook = self.codebook.float()
-        distances = (
-            flat.pow(2).sum(1, keepdim=True)
-            - 2.0 * flat @ codebook.t()
-            + codebook.pow(2).sum(1).unsqueeze(0)
-        )
+        distances = torch.addmm(codebook.pow(2).sum(1), flat, codebook.t(), alpha=-2.0)
         return distances.argmin(1)
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Inference only: (B, D, h, w) latents -> nearest codes (B, D, h, w), the same codes
+        as ``forward`` picks, without the loss, perplexity and straight-through terms (and
+        without EMA updates, whatever the mode)."""
+        if z.dim() != 4 or z.shape[1] != self.dim:
+            raise ValueError(
+                f"VectorQuantizer: expected latents (B, {self.dim}, h, w), got {tuple(z.shape)}"
+            )
+        b, d, h, w = z.shape
+        indices = self._nearest_code(z.permute(0, 2, 3, 1).reshape(-1, d).float())
+        z_q = F.embedding(indices, self.codebook).to(z.dtype)
+        return z_q.view(b, h, w, d).permute(0, 3, 1, 2)
 
     @torch.no_grad()
     def _random_rows(self, flat: Tensor, count: int) -> Tensor:

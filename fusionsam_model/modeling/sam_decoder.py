@@ -102,8 +102,33 @@ class FineSkip(nn.Module):
         return self.proj(fine)
 
 
+def _tracing() -> bool:
+    """Inside torch.jit / torch.compile / torch.export tracing (no Python-side caches there)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def batched_hypernetwork(
+    class_tokens: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """C per-class MLPs (SAM's ``output_hypernetworks_mlps``) in one batched matrix product
+    per layer: class_tokens (B, C, E), layers [(W (C, E_in, E_out), b (C, 1, E_out))] ->
+    (B, C, E_out); ReLU between layers like SAM's MLP."""
+    x = class_tokens.transpose(0, 1)  # (C, B, E)
+    for i, (weight, bias) in enumerate(layers):
+        x = torch.baddbmm(bias.to(x.dtype), x, weight.to(x.dtype))
+        if i < len(layers) - 1:
+            x = F.relu(x)
+    return x.transpose(0, 1)
+
+
 class SamDecoder(nn.Module):
-    """Prompt encoder + C-token mask decoder + class-presence MLP, batched per image."""
+    """Prompt encoder + C-token mask decoder + class-presence MLP, batched per image.
+
+    What does not depend on the frame (positional encoding of the grid, the output tokens,
+    the stacked hypernetwork weights) is built once and reused while the weights it comes
+    from are unchanged (checked by tensor identity and version counter) and no gradient is
+    wanted; training and tracing build it in the graph as before.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -138,10 +163,62 @@ class SamDecoder(nn.Module):
             nn.Linear(cfg.presence_hidden_dim, 1),
         )
         self.fine_skip = FineSkip(cfg.fmp_decoder_channels, e // 8)  # e // 8: upscaled width
+        self._constants_cache: tuple[tuple, dict[str, object]] | None = None
 
-    def embed_sparse(self, prompts: SparsePrompts | None, batch: int) -> torch.Tensor:
+    def _constant_sources(self) -> list[torch.Tensor]:
+        dec, pe_enc = self.mask_decoder, self.prompt_encoder
+        sources = [
+            pe_enc.pe_layer.positional_encoding_gaussian_matrix,
+            dec.iou_token.weight,
+            dec.mask_tokens.weight,
+            pe_enc.point_embeddings[2].weight,
+            pe_enc.point_embeddings[3].weight,
+        ]
+        for mlp in dec.output_hypernetworks_mlps:
+            for layer in mlp.layers:
+                sources += [layer.weight, layer.bias]
+        return sources
+
+    def _build_constants(self, grid: int) -> dict[str, object]:
+        dec, pe_enc = self.mask_decoder, self.prompt_encoder
+        mlps = dec.output_hypernetworks_mlps
+        layers = [
+            (
+                torch.stack([m.layers[i].weight.t() for m in mlps]),  # (C, E_in, E_out)
+                torch.stack([m.layers[i].bias for m in mlps])[:, None, :],  # (C, 1, E_out)
+            )
+            for i in range(mlps[0].num_layers)
+        ]
+        return {
+            "grid": grid,
+            "dense_pe": dense_pe(pe_enc.pe_layer, grid),
+            "tokens_out": torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0),
+            "box_embed": torch.cat(
+                [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
+            ),
+            "hyper_layers": layers,
+        }
+
+    def constants(self, grid: int) -> dict[str, object]:
+        """Frame-independent tensors of the forward pass (see the class docstring)."""
+        if torch.is_grad_enabled() or _tracing():
+            return self._build_constants(grid)
+        key = (grid, *((id(t), t._version) for t in self._constant_sources()))
+        cached = self._constants_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self._build_constants(grid))
+            self._constants_cache = cached
+        return cached[1]
+
+    def embed_sparse(
+        self,
+        prompts: SparsePrompts | None,
+        batch: int,
+        box_embed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Points and box -> (B, N, E) tokens; ``torch.where`` instead of SAM's boolean
-        index assignment so the graph exports to ONNX."""
+        index assignment so the graph exports to ONNX. ``box_embed``: the two corner
+        embeddings (2, E) when already built."""
         pe_enc = self.prompt_encoder
         e = pe_enc.embed_dim
         weight = pe_enc.point_embeddings[0].weight
@@ -162,9 +239,11 @@ class SamDecoder(nn.Module):
         else:
             corners = (prompts.boxes.reshape(-1, 2, 2) + 0.5) / s
             corner_pe = fourier_pe(pe_enc.pe_layer, corners).to(weight.dtype)
-            box_tokens = corner_pe + torch.cat(
-                [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
-            )
+            if box_embed is None:
+                box_embed = torch.cat(
+                    [pe_enc.point_embeddings[2].weight, pe_enc.point_embeddings[3].weight], 0
+                )
+            box_tokens = corner_pe + box_embed
         return torch.cat([point_tokens, box_tokens], dim=1).to(weight.dtype)
 
     def embed_dense(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -186,23 +265,21 @@ class SamDecoder(nn.Module):
         (B, fmp_decoder_channels, 4g, 4g)) -> class logits (B, C, 4g, 4g) and presence
         logits (B, C)."""
         dec = self.mask_decoder
-        b = image_embedding.shape[0]
-        sparse = self.embed_sparse(prompts, b)
+        b, _, h, w = image_embedding.shape
+        const = self.constants(h)
+        sparse = self.embed_sparse(prompts, b, const["box_embed"])
         dense = self.embed_dense(mask_logits, b)
-        tokens_out = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-        tokens = torch.cat([tokens_out[None].expand(b, -1, -1), sparse], dim=1)
+        tokens_out = const["tokens_out"]
+        tokens = torch.cat([tokens_out[None].expand(b, -1, -1).to(sparse.dtype), sparse], dim=1)
         src = image_embedding + dense
-        _, c, h, w = src.shape
-        pos = dense_pe(self.prompt_encoder.pe_layer, h).to(src.dtype).expand(b, -1, -1, -1)
+        c = src.shape[1]
+        pos = const["dense_pe"].to(src.dtype).expand(b, -1, -1, -1)
         hs, src = dec.transformer(src, pos, tokens)
         class_tokens = hs[:, 1 : 1 + dec.num_mask_tokens, :]
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         if fine is not None:
             upscaled = upscaled + self.fine_skip(fine.to(upscaled.dtype))
-        hyper = torch.stack(
-            [mlp(class_tokens[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
-            dim=1,
-        )
+        hyper = batched_hypernetwork(class_tokens, const["hyper_layers"])  # (B, C, E/8)
         _, uc, uh, uw = upscaled.shape
         class_logits = (hyper @ upscaled.reshape(b, uc, uh * uw)).reshape(b, -1, uh, uw)
         presence = self.presence_head(class_tokens).squeeze(-1)

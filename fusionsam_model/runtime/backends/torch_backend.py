@@ -76,7 +76,9 @@ class TorchBackend:
         timings: dict[str, float] = {}
         rgb = rgb.to(self.device, self.dtype, non_blocking=True)
         thermal = thermal.to(self.device, self.dtype, non_blocking=True)
-        latents = self._timed(timings, "lstg", lambda: m.encode_latents(rgb, thermal))
+        latents = self._timed(
+            timings, "lstg", lambda: m.encode_latents(rgb, thermal, inference=True)
+        )
         front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb))
         if self.compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # outputs of the last call are done with
