@@ -10,7 +10,12 @@ Steps (1 and 2 are reused when ``runs/demo`` already holds them for the same arg
    ``fusionsam-play`` as separate processes on their own ROS domain, localhost only,
    with the project's Fast DDS profile (a 16 MB shared-memory segment for images);
 5. print frames, rate, latency and mIoU overall / day / night with the protocol, and
-   leave ``report.json``, ``report.md``, plots and an overlay strip under ``runs/demo``.
+   leave ``report.json``, ``report.md``, plots and an overlay strip under ``runs/demo``;
+6. real camera: RoadScene pairs (``../shared/data/roadscene``; skipped with a message when
+   absent) as a bag in compressed transport (RGB JPEG, thermal PNG) through the node with
+   ``rgb_transport``/``thermal_transport`` = compressed: rate, no-reference fusion metrics
+   of the fused images and an overlay strip under ``runs/demo/real``. No mIoU: the pairs
+   have no labels.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .paths import SOURCE_ROOT, fastdds_profile_file
 
 SAFETY = 2.5  # playback period / measured inference time: the CPU is shared with 3 processes
+ROADSCENE = SOURCE_ROOT.parent / "shared" / "data" / "roadscene"
 
 
 class DemoError(RuntimeError):
@@ -189,7 +197,15 @@ def offline_check(segmenter: Any, dataset: Any, report: dict[str, Any]) -> str:
 
 
 def run_pipeline(
-    out: Path, bag: Path, checkpoint: Path, frames: int, rate: float, overlays: int, domain_id: int
+    out: Path,
+    bag: Path,
+    checkpoint: Path,
+    frames: int,
+    rate: float,
+    overlays: int,
+    domain_id: int,
+    node_params: tuple[str, ...] = (),
+    evaluator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     env = ros_environment(domain_id)
     logs = out / "logs"
@@ -210,6 +226,7 @@ def run_pipeline(
                 f"checkpoint:={checkpoint}",
                 "-p",
                 "qos:=reliable",
+                *(arg for param in node_params for arg in ("-p", param)),
             ],
             env,
             logs,
@@ -232,6 +249,7 @@ def run_pipeline(
                 "10",
                 "--overlays",
                 str(overlays),
+                *evaluator_args,
             ],
             env,
             logs,
@@ -271,6 +289,167 @@ def run_pipeline(
             process.stop()
 
 
+class RoadScenePairs:
+    """RoadScene's ``visible/`` + ``infrared/`` pairs as label-less samples (``label`` None),
+    ``limit`` of them spread evenly over the set (consecutive names are near-duplicates)."""
+
+    def __init__(self, root: Path, limit: int) -> None:
+        visible = {p.name for p in (root / "visible").glob("*.jpg")}
+        names = sorted(visible & {p.name for p in (root / "infrared").glob("*.jpg")})
+        if not names:
+            raise DemoError(f"no visible/infrared pairs in {root}")
+        keep = sorted({round(i) for i in np.linspace(0, len(names) - 1, min(limit, len(names)))})
+        self.root, self.files = root, [names[i] for i in keep]
+        self.names = [Path(f).stem for f in self.files]
+        self.total = len(names)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Any:
+        import cv2
+
+        from fusionsam_model.data.datasets import Sample
+
+        bgr = cv2.imread(str(self.root / "visible" / self.files[i]), cv2.IMREAD_COLOR)
+        thermal = cv2.imread(str(self.root / "infrared" / self.files[i]), cv2.IMREAD_GRAYSCALE)
+        if bgr is None or thermal is None:
+            raise DemoError(f"cannot read the pair {self.files[i]} under {self.root}")
+        return Sample(self.names[i], np.ascontiguousarray(bgr[..., ::-1]), thermal, None)
+
+
+def prepare_real_drive(out: Path, root: Path, frames: int, camera_hz: float) -> RoadScenePairs:
+    """RoadScene pairs as an mcap bag in compressed transport (RGB JPEG q90, thermal PNG)."""
+    import shutil
+
+    from .bag_writer import Compression, write_bag
+
+    pairs = RoadScenePairs(root, frames)
+    bag, stamp = out / "real_bag", out / "real_drive.json"
+    recipe = {"names": pairs.names, "camera_hz": camera_hz, "jpeg_quality": 90}
+    if stamp.is_file() and bag.is_dir() and json.loads(stamp.read_text()) == recipe:
+        log(f"real drive: {bag} (exists)")
+        return pairs
+    stamp.unlink(missing_ok=True)
+    shutil.rmtree(bag, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = write_bag(
+        pairs,
+        bag,
+        storage="mcap",
+        rate_hz=camera_hz,
+        thermal_offset_ms=8.0,
+        jitter_ms=2.0,
+        compression=Compression("jpeg", 90),
+    )
+    log(
+        f"real drive: bag {bag} with {summary.frames} of {pairs.total} RoadScene pairs, "
+        "rgb/image/compressed (JPEG q90) + thermal/image/compressed (PNG)"
+    )
+    stamp.write_text(json.dumps(recipe))
+    return pairs
+
+
+def fusion_metric_lines(pairs: RoadScenePairs, folder: Path) -> list[str]:
+    """Means of the no-reference fusion metrics over the fused frames the evaluator kept,
+    with the same metrics of the visible and infrared inputs for scale."""
+    import cv2
+
+    try:
+        from fusionsam_model.evaluation import fusion_metrics
+    except ImportError:
+        return [
+            "fusion metrics: pending (fusionsam_model/evaluation/fusion_metrics.py is not "
+            "in this tree yet)"
+        ]
+    by_name = {name: i for i, name in enumerate(pairs.names)}
+    rows: dict[str, list[dict[str, float]]] = {"fused": [], "visible": [], "infrared": []}
+    for path in sorted(folder.glob("fused_*.png")):
+        index = by_name.get(path.stem.removeprefix("fused_"))
+        if index is None:
+            continue
+        sample = pairs[index]
+        fused = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
+        infrared = np.repeat(sample.thermal[..., None], 3, axis=2)
+        for key, image in (("fused", fused), ("visible", sample.rgb), ("infrared", infrared)):
+            rows[key].append(fusion_metrics.compute_no_reference(image))
+    if not rows["fused"]:
+        return ["fusion metrics: no fused frame was kept"]
+    names = fusion_metrics.NO_REFERENCE_METRICS
+    lines = [
+        f"fusion metrics (no-reference, mean over {len(rows['fused'])} fused frames; "
+        "the inputs' own values for scale):"
+    ]
+    for key, values in rows.items():
+        means = {m: float(np.mean([v[m] for v in values])) for m in names}
+        lines.append(f"  {key:<8} " + ", ".join(f"{m} {means[m]:.3f}" for m in names))
+    return lines
+
+
+def write_fused_strip(folder: Path) -> None:
+    """The fused images of the frames in the overlay strip, in the same order."""
+    import cv2
+
+    from .report_plots import horizontal_strip, save_rgb_png
+
+    names = [p.name.removeprefix("overlay_") for p in sorted(folder.glob("overlay_*.png"))]
+    fused = [folder / f"fused_{n}" for n in names if n != "strip.png"]
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1] for p in fused if p.is_file()]
+    if images:
+        save_rgb_png(horizontal_strip(images), folder / "fused_strip.png")
+
+
+def real_camera_demo(
+    args: argparse.Namespace, out: Path, checkpoint: Path, segmenter: Any, domain_id: int
+) -> int:
+    """Step 6: RoadScene in compressed transport; 0 when done or skipped."""
+    from .stream_evaluator import summary_text
+
+    root = Path(args.roadscene)
+    if args.real_frames <= 0:
+        return 0
+    if not root.is_dir():
+        print(f"\nreal-camera demo skipped: {root} is absent (the shared data folder)")
+        return 0
+    real = out / "real"
+    pairs = prepare_real_drive(real, root, args.real_frames, args.camera_hz)
+    infer_s = measure_inference_s(segmenter, pairs)
+    rate = min(1.0, 1.0 / (SAFETY * infer_s) / args.camera_hz)
+    log(
+        f"real drive: model {infer_s * 1e3:.0f} ms per pair; playing {rate * args.camera_hz:.2f} pairs/s"
+    )
+    for stale in [*real.glob("overlay_*.png"), *real.glob("fused_*.png"), real / "report.json"]:
+        stale.unlink(missing_ok=True)
+    report = run_pipeline(
+        real,
+        real / "real_bag",
+        checkpoint,
+        len(pairs),
+        rate,
+        args.overlays,
+        domain_id,
+        node_params=("rgb_transport:=compressed", "thermal_transport:=compressed"),
+        evaluator_args=("--no-labels", "--fused", str(len(pairs))),
+    )
+    print()
+    print(
+        f"FusionSAM real-camera demo: {checkpoint.name} on {len(pairs)} RoadScene pairs (FLIR "
+        f"ADAS, registered visible + infrared), compressed transport from {real / 'real_bag'}"
+    )
+    print(
+        f"playback: {rate * args.camera_hz:.2f} pairs/s; model alone {1.0 / infer_s:.2f} pairs/s"
+        " on these frames"
+    )
+    print(summary_text(report))
+    for line in fusion_metric_lines(pairs, real):
+        print(line)
+    if (real / "overlay_strip.png").is_file():
+        print(f"overlays: {real / 'overlay_strip.png'} (real frames; no labels, so no mIoU)")
+        write_fused_strip(real)
+        print(f"fused images: {real / 'fused_strip.png'} (the same frames)")
+    return 0 if report["frames"]["predictions"] > 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionsam-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(SOURCE_ROOT / "runs" / "demo"), help="demo folder")
@@ -289,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip re-scoring the streamed frames with training/evaluate.py",
     )
     parser.add_argument("--domain-id", type=int, default=None, help="default: 100 + pid % 100")
+    parser.add_argument(
+        "--real-frames",
+        type=int,
+        default=40,
+        help="RoadScene pairs in the real-camera part (0: skip it)",
+    )
+    parser.add_argument("--roadscene", default=str(ROADSCENE), help="RoadScene folder")
     return parser
 
 
@@ -348,8 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {out / 'report.md'} (+ report.json, iou.png, latency.png)")
     if (out / "overlay_strip.png").is_file():
         print(f"overlays: {out / 'overlay_strip.png'}")
+    try:
+        real_rc = real_camera_demo(args, out, checkpoint, segmenter, domain_id)
+    except DemoError as exc:
+        print(f"demo (real camera): {exc}", file=sys.stderr)
+        real_rc = 1
     print(f"total time: {time.monotonic() - started:.0f} s")
-    return 0 if report["frames"]["matched"] > 0 else 1
+    return 0 if report["frames"]["matched"] > 0 and real_rc == 0 else 1
 
 
 if __name__ == "__main__":

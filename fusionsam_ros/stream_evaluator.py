@@ -13,6 +13,9 @@ inference and transport, as a consumer of the mask sees it.
 
 Sample names come from the bag's ``label/name`` topic (std_msgs/Header, frame_id =
 name, same stamp); MFNet-style names (…D / …N) give the day/night split.
+
+A drive without labels (real camera pairs, ``--no-labels``) is not scored: the report
+then gives the mask rate and keeps a sample of overlay and fused frames for inspection.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class StreamScorer:
     evicted_predictions: int = 0
     shape_mismatches: list[str] = field(default_factory=list)
     mask_arrivals: list[float] = field(default_factory=list)  # of scored masks
+    prediction_arrivals: list[float] = field(default_factory=list)  # of every mask
 
     def __post_init__(self) -> None:
         self.overall = ConfusionMatrix(self.class_table)
@@ -104,6 +108,7 @@ class StreamScorer:
 
     def add_prediction(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
         self.prediction_count += 1
+        self.prediction_arrivals.append(arrival)
         if stamp in self.labels:
             label = self.labels.pop(stamp)
             self._score(
@@ -164,6 +169,8 @@ class StreamScorer:
         matched = len(self.matched)
         # output rate: scored masks per second between the first and the last of them
         span = max(self.mask_arrivals) - min(self.mask_arrivals) if matched > 1 else 0.0
+        masks = len(self.prediction_arrivals)  # labelled or not: the rate of a label-less drive
+        mask_span = self.prediction_arrivals[-1] - self.prediction_arrivals[0] if masks > 1 else 0
         report: dict[str, Any] = {
             "class_table": self.class_table.name,
             "protocol": self.class_table.protocol,
@@ -187,6 +194,7 @@ class StreamScorer:
                 "definition": LATENCY_DEFINITION,
             },
             "rate_pairs_per_s": (matched - 1) / span if span > 0 else None,
+            "rate_masks_per_s": (masks - 1) / mask_span if mask_span > 0 else None,
             "confusion_matrix": self.overall.matrix.tolist(),
             "matched": self.matched,
             "dropped_stamps": sorted(self.labels),
@@ -211,6 +219,16 @@ def summary_text(report: dict[str, Any]) -> str:
     def ms(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.0f} ms"
 
+    if f["labels"] == 0 and f["predictions"] > 0:  # a label-less drive (real camera pairs)
+        masks_rate = report.get("rate_masks_per_s")
+        return "\n".join(
+            [
+                f"frames: {f['predictions']} masks received; the drive has no labels",
+                f"rate: {'n/a' if masks_rate is None else f'{masks_rate:.2f}'} masks/s",
+                "mIoU: not computed (no labels)",
+                f"stopped: {report['stop_reason']}",
+            ]
+        )
     lines = [
         f"frames: {f['matched']} scored of {f['labels']} labels; {f['dropped']} dropped "
         f"(no mask), {f['unmatched_predictions']} masks without label",
@@ -373,6 +391,7 @@ class StreamEvaluator:
         names_topic: str = NAME_TOPIC,
         overlay_topic: str | None = None,
         qos: str = "reliable",
+        fused_topic: str | None = None,
     ) -> None:
         from rclpy.event_handler import SubscriptionEventCallbacks
         from sensor_msgs.msg import Image
@@ -381,17 +400,24 @@ class StreamEvaluator:
         self.node = node
         self.scorer = StreamScorer(class_table)
         self.overlays = OverlayKeeper()
+        self.fused = OverlayKeeper()
         self.last_message = None  # monotonic time of the newest message on any topic
         self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
         profile = evaluator_qos(qos)
         subscriptions = [
-            (Image, labels_topic, self._on_label),
             (Image, pred_topic, self._on_prediction),
             (Header, names_topic, self._on_name),
         ]
+        if labels_topic:  # None: a drive without labels
+            subscriptions.append((Image, labels_topic, self._on_label))
+        else:
+            del self.topics["labels"]
         if overlay_topic:
             self.topics["overlay"] = overlay_topic
             subscriptions.append((Image, overlay_topic, self._on_overlay))
+        if fused_topic:
+            self.topics["fused"] = fused_topic
+            subscriptions.append((Image, fused_topic, self._on_fused))
         self._subs = [
             node.create_subscription(
                 msg_type,
@@ -449,6 +475,15 @@ class StreamEvaluator:
         except ValueError as exc:
             self.node.get_logger().warning(f"overlay: {exc}")
 
+    def _on_fused(self, msg: Any) -> None:
+        from .image_conversion import rgb_from_image
+
+        self._touch()
+        try:
+            self.fused.add(stamp_ns(msg.header), rgb_from_image(msg))
+        except ValueError as exc:
+            self.node.get_logger().warning(f"fused image: {exc}")
+
     def _touch(self) -> float:
         self.last_message = time.monotonic()
         return self.last_message
@@ -461,8 +496,10 @@ class StreamEvaluator:
         while rclpy.ok():
             rclpy.spin_once(self.node, timeout_sec=0.05)
             now = time.monotonic()
-            if count is not None and len(self.scorer.matched) >= count:
-                return f"count reached: {count} frames scored"
+            labelled = "labels" in self.topics
+            done = len(self.scorer.matched) if labelled else self.scorer.prediction_count
+            if count is not None and done >= count:
+                return f"count reached: {count} frames {'scored' if labelled else 'masked'}"
             if self.last_message is None:
                 if now - started > startup_timeout_s:
                     return f"nothing arrived within {startup_timeout_s:g} s (is the bag playing?)"
@@ -470,7 +507,9 @@ class StreamEvaluator:
                 return f"no message for {idle_timeout_s:g} s: the bag ended"
         return "interrupted"
 
-    def finish(self, stop_reason: str, out: Path, overlays: int = 0) -> dict[str, Any]:
+    def finish(
+        self, stop_reason: str, out: Path, overlays: int = 0, fused: int = 0
+    ) -> dict[str, Any]:
         report = self.scorer.report(stop_reason, self.topics)
         if self.scorer.prediction_count == 0 and self.scorer.label_count > 0:
             report["stop_reason"] += (
@@ -481,6 +520,13 @@ class StreamEvaluator:
             for stamp, image in self.overlays.pick(overlays, self.scorer.names)
         ]
         write_report(report, out, named)
+        if fused:
+            from . import report_plots
+
+            kept = self.fused.pick(fused, self.scorer.names)
+            for stamp, image in kept:
+                name = self.scorer.names.get(stamp) or str(stamp)
+                report_plots.save_rgb_png(image, out / f"fused_{name}.png")
         return report
 
 
@@ -503,6 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class-table", default="mfnet", help="mfnet or fmb")
     parser.add_argument("--overlay-topic", default=OVERLAY_TOPIC)
     parser.add_argument("--overlays", type=int, default=0, help="save N overlay frames and a strip")
+    parser.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="the drive has no labels (real camera pairs): report the mask rate, score nothing; "
+        "--count then counts masks",
+    )
+    parser.add_argument("--fused-topic", default="fusionsam/fused_image")
+    parser.add_argument("--fused", type=int, default=0, help="save N fused frames (fused_NAME.png)")
     parser.add_argument(
         "--qos",
         choices=("reliable", "best_effort"),
@@ -531,25 +585,29 @@ def main(argv: list[str] | None = None) -> int:
     evaluator = StreamEvaluator(
         node,
         class_table,
-        labels_topic=args.labels,
+        labels_topic=None if args.no_labels else args.labels,
         pred_topic=args.pred,
         names_topic=args.names,
         overlay_topic=args.overlay_topic if args.overlays > 0 else None,
         qos=args.qos,
+        fused_topic=args.fused_topic if args.fused > 0 else None,
     )
-    print(f"evaluating {args.pred} against {args.labels} ({class_table.name}); waiting for frames")
+    against = "no labels (rate only)" if args.no_labels else args.labels
+    print(f"evaluating {args.pred} against {against} ({class_table.name}); waiting for frames")
     from rclpy.executors import ExternalShutdownException
 
     try:
         reason = evaluator.run(args.count, args.timeout, args.startup_timeout)
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C: still write the report
         reason = "interrupted"
-    report = evaluator.finish(reason, Path(args.out), overlays=args.overlays)
+    report = evaluator.finish(reason, Path(args.out), overlays=args.overlays, fused=args.fused)
     node.destroy_node()
     if rclpy.ok():
         rclpy.shutdown()
     print(summary_text(report))
     print(f"wrote {Path(args.out) / 'report.json'}, report.md and plots")
+    if args.no_labels:
+        return 0 if report["frames"]["predictions"] > 0 else 1
     return 0 if report["frames"]["matched"] > 0 else 1
 
 
