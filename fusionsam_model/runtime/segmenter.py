@@ -34,7 +34,7 @@ STAGES = ("preprocess", "lstg", "fmp", "image_encoder", "decoder", "postprocess"
 @dataclass
 class Prediction:
     labels: np.ndarray  # (H, W) uint8 class ids at the input size
-    fused: np.ndarray  # (H, W, 3) uint8 fused RGB-thermal image
+    fused: np.ndarray | None  # (H, W, 3) uint8 fused RGB-thermal image; None when not asked for
     probs: np.ndarray | None  # (C, H, W) float32 when asked for
     timings: dict[str, float]  # ms per stage (see STAGES) and "total"
 
@@ -129,16 +129,23 @@ class Segmenter:
         )
 
     def predict(
-        self, rgb: np.ndarray, thermal: np.ndarray, return_probs: bool = False
+        self,
+        rgb: np.ndarray,
+        thermal: np.ndarray,
+        return_probs: bool = False,
+        return_fused: bool = True,
     ) -> Prediction:
-        """rgb (H, W, 3) uint8 RGB order; thermal (H, W) uint8 / uint16 / float."""
-        return self.predict_batch([rgb], [thermal], return_probs)[0]
+        """rgb (H, W, 3) uint8 RGB order; thermal (H, W) uint8 / uint16 / float.
+        ``return_fused=False`` skips resizing the fused image to H x W (a fifth of the
+        post-processing at 1080p) when nobody uses it."""
+        return self.predict_batch([rgb], [thermal], return_probs, return_fused)[0]
 
     def predict_batch(
         self,
         rgbs: Sequence[np.ndarray],
         thermals: Sequence[np.ndarray],
         return_probs: bool = False,
+        return_fused: bool = True,
     ) -> list[Prediction]:
         """Several pairs (sizes may differ) in one network call; timings are per batch."""
         t0 = time.perf_counter()
@@ -149,7 +156,7 @@ class Segmenter:
         out = self.backend.infer(rgb, thermal)
         t2 = time.perf_counter()
         results = [
-            self._postprocess(out.class_logits[i], out.fused[i], box, return_probs)
+            self._postprocess(out.class_logits[i], out.fused[i], box, return_probs, return_fused)
             for i, box in enumerate(boxes)
         ]
         t3 = time.perf_counter()
@@ -159,7 +166,11 @@ class Segmenter:
 
     @staticmethod
     def _postprocess(
-        logits: torch.Tensor, fused: torch.Tensor, box: Letterbox, return_probs: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        logits: torch.Tensor,
+        fused: torch.Tensor,
+        box: Letterbox,
+        return_probs: bool,
+        return_fused: bool,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         labels, probs = unletterbox_labels(logits, box, return_probs)
-        return labels, unletterbox_image(fused, box), probs
+        return labels, unletterbox_image(fused, box) if return_fused else None, probs
