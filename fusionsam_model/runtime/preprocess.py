@@ -42,6 +42,68 @@ def letterbox_for(hw: tuple[int, int], size: int) -> Letterbox:
     return Letterbox(scale=scale, pad=(size - rh, size - rw), original_hw=(h, w), size=size)
 
 
+def _thermal_array(thermal: np.ndarray) -> np.ndarray:
+    t = np.asarray(thermal)
+    if t.ndim == 3 and t.shape[2] == 1:
+        t = t[:, :, 0]
+    if t.ndim != 2:
+        raise ValueError(f"thermal image must be (H, W) or (H, W, 1), got shape {t.shape}")
+    if not (np.issubdtype(t.dtype, np.integer) or np.issubdtype(t.dtype, np.floating)):
+        raise ValueError(f"thermal image dtype {t.dtype} not supported (uint8, uint16, float)")
+    return t
+
+
+def _percentiles(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """``np.percentile`` (linear method) of a 1-D array; uint8/uint16 through a histogram,
+    which gives the same order statistics in O(n) without sorting."""
+    if values.dtype not in (np.uint8, np.uint16):
+        lo, hi = np.percentile(values.astype(np.float32, copy=False), percentiles)
+        return float(lo), float(hi)
+    cum = np.cumsum(np.bincount(values))
+    n = int(cum[-1])
+    out = []
+    for p in percentiles:
+        pos = p / 100.0 * (n - 1)
+        i = int(np.floor(pos))
+        a = float(np.searchsorted(cum, i, side="right"))
+        b = float(np.searchsorted(cum, min(i + 1, n - 1), side="right"))
+        out.append(a + (b - a) * (pos - i))
+    return out[0], out[1]
+
+
+def thermal_levels(
+    t: np.ndarray,
+    thermal_range: ThermalRange | None,
+    percentiles: tuple[float, float],
+    finite: np.ndarray | None,
+) -> tuple[float, float] | None:
+    """The (lo, hi) raw values that map to 0 and 1: the fixed range, or the per-frame
+    percentiles of the sensor's own (finite) pixels; None when no pixel is finite."""
+    if thermal_range is not None:
+        lo, hi = float(thermal_range[0]), float(thermal_range[1])
+        if not hi > lo:
+            raise ValueError(f"thermal_range must be (lo, hi) with lo < hi, got {thermal_range}")
+        return lo, hi
+    # Every other pixel in each direction: same percentiles to a fraction of a grey
+    # level, at a quarter of the cost.
+    sub = t[::2, ::2]
+    valid = sub.ravel() if finite is None else sub[finite[::2, ::2]]
+    if valid.size == 0:
+        return None
+    lo, hi = _percentiles(valid, percentiles)
+    if hi - lo < 1e-6:  # flat frame: keep it flat instead of amplifying noise
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _finite_mask(t: np.ndarray) -> np.ndarray | None:
+    """Mask of finite pixels, or None when all are (always for integer images)."""
+    if np.issubdtype(t.dtype, np.integer):
+        return None
+    finite = np.isfinite(t)
+    return None if bool(finite.all()) else finite
+
+
 def normalize_thermal(
     thermal: np.ndarray,
     thermal_range: ThermalRange | None = None,
@@ -53,34 +115,50 @@ def normalize_thermal(
     radiometric camera wants); ``None`` uses a per-frame percentile gain (what an
     AGC-less 16-bit camera needs). NaN/inf pixels (dead pixels, float drivers) become 0.
     """
-    t = np.asarray(thermal)
-    if t.ndim == 3 and t.shape[2] == 1:
-        t = t[:, :, 0]
-    if t.ndim != 2:
-        raise ValueError(f"thermal image must be (H, W) or (H, W, 1), got shape {t.shape}")
-    if not (np.issubdtype(t.dtype, np.integer) or np.issubdtype(t.dtype, np.floating)):
-        raise ValueError(f"thermal image dtype {t.dtype} not supported (uint8, uint16, float)")
-    t = t.astype(np.float32, copy=False)
-    finite = np.isfinite(t)
-    all_finite = bool(finite.all())
-    if thermal_range is not None:
-        lo, hi = float(thermal_range[0]), float(thermal_range[1])
-        if not hi > lo:
-            raise ValueError(f"thermal_range must be (lo, hi) with lo < hi, got {thermal_range}")
-    else:
-        # Every other pixel in each direction: same percentiles to a fraction of a grey
-        # level, at a quarter of the sorting cost.
-        sub, sub_finite = t[::2, ::2], finite[::2, ::2]
-        valid = sub if all_finite else sub[sub_finite]
-        if valid.size == 0:
-            return np.zeros(t.shape, np.float32)
-        lo, hi = (float(v) for v in np.percentile(valid, percentiles))
-        if hi - lo < 1e-6:  # flat frame: keep it flat instead of amplifying noise
-            hi = lo + 1.0
-    out = (t - lo) * (1.0 / (hi - lo))
+    t = _thermal_array(thermal)
+    finite = _finite_mask(t)
+    levels = thermal_levels(t, thermal_range, percentiles, finite)
+    if levels is None:
+        return np.zeros(t.shape, np.float32)
+    lo, hi = levels
+    out = (t.astype(np.float32, copy=False) - lo) * (1.0 / (hi - lo))
     np.clip(out, 0.0, 1.0, out=out)
-    if not all_finite:
+    if finite is not None:
         out[~finite] = 0.0
+    return out
+
+
+def resize_thermal(
+    thermal: np.ndarray,
+    box: Letterbox,
+    thermal_range: ThermalRange | None = None,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+) -> np.ndarray:
+    """Thermal (H, W) -> (S, S, 1) float32 in [0, 1], letterboxed: the same values as
+    ``_resize_pad(normalize_thermal(...))`` (up to float rounding), cheaper.
+
+    The levels still come from the full-resolution sensor pixels; the raw image is clipped
+    to them at full size (clipping commutes with the affine map, not with the resize),
+    and the affine map is applied after the resize (it commutes with the resize, whose
+    weights sum to 1), on S x S instead of H x W pixels.
+    """
+    t = _thermal_array(thermal)
+    finite = _finite_mask(t)
+    levels = thermal_levels(t, thermal_range, percentiles, finite)
+    out = np.zeros((box.size, box.size, 1), np.float32)
+    if levels is None:
+        return out
+    lo, hi = levels
+    raw = t.astype(np.float32, copy=True)
+    if finite is not None:
+        raw[~finite] = lo  # -> 0, like normalize_thermal
+    np.clip(raw, lo, hi, out=raw)
+    rh, rw = box.resized_hw
+    small = cv2.resize(raw, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    small -= lo
+    small *= 1.0 / (hi - lo)
+    np.clip(small, 0.0, 1.0, out=small)
+    out[:rh, :rw, 0] = small
     return out
 
 
@@ -123,8 +201,8 @@ def preprocess_pair(
             f"rgb {rgb.shape[:2]} and thermal {thermal.shape[:2]} images must have the same H x W"
         )
     box = letterbox_for(rgb.shape[:2], size)
-    # Resize uint8 first (cheaper), then convert; thermal is normalised before resizing
-    # so the percentile gain sees the sensor's own pixels.
+    # Resize uint8 first (cheaper), then convert; the thermal gain is measured on the
+    # sensor's own pixels, then applied after the resize (see resize_thermal).
     rh, rw = box.resized_hw
     if rgb.dtype == np.uint8:
         small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_LINEAR)
@@ -132,7 +210,7 @@ def preprocess_pair(
         rgb_sq[:rh, :rw] = small.astype(np.float32) * (1.0 / 255.0)
     else:
         rgb_sq = _resize_pad(rgb_to_float(rgb), box)
-    th_sq = _resize_pad(normalize_thermal(thermal, thermal_range, percentiles), box)
+    th_sq = resize_thermal(thermal, box, thermal_range, percentiles)
     return rgb_sq.transpose(2, 0, 1), th_sq.transpose(2, 0, 1), box
 
 
