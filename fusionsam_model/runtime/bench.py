@@ -5,6 +5,9 @@ a fixed synthetic pair, so the numbers are what a deployment sees end to end.
 
     fusionsam-bench --preset tiny --device cpu --threads 2
     fusionsam-bench --checkpoint model.pt --device cuda --precision fp16
+    fusionsam-bench --checkpoint model.pt --threads 2 --load 1      # beside a busy process
+    fusionsam-bench --checkpoint model.pt --compare                 # backends, interleaved
+    fusionsam-bench --checkpoint model.pt --peers                   # vs torchvision models
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY be
 
 # isort: split
 import argparse
+import contextlib
 import os
 import resource
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from fusionsam_model.runtime.segmenter import STAGES, Segmenter
+from fusionsam_model.runtime.threads import passive_wait_policy, set_torch_threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,20 +46,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="pairs per network call")
     p.add_argument("--iters", type=int, default=30, help="timed iterations")
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (torch.set_num_threads and onnxruntime intra-op); default: one per core",
+    )
+    p.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="run this many CPU-bound processes beside the benchmark (a shared machine)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--compare",
         action="store_true",
-        help="every available backend x precision, torch fp32 first as the reference",
+        help="every available backend x precision, same threads, interleaved; torch fp32 is "
+        "the reference",
+    )
+    mode.add_argument(
+        "--peers",
+        action="store_true",
+        help="this model vs torchvision LR-ASPP / DeepLabV3 MobileNetV3 (4-channel input, "
+        "random weights) at the same input resolution, interleaved",
     )
     return p.parse_args(argv)
 
 
 def build_segmenter(args: argparse.Namespace) -> Segmenter:
+    # torch's threads are process-wide (set_torch_threads); onnxruntime's are per session
+    kw = {} if args.backend == "torch" else {"threads": args.threads or torch.get_num_threads()}
     if args.checkpoint:
         return Segmenter.from_checkpoint(
-            args.checkpoint, device=args.device, precision=args.precision, backend=args.backend
+            args.checkpoint,
+            device=args.device,
+            precision=args.precision,
+            backend=args.backend,
+            **kw,
         )
+    if kw:  # a preset is exported through its model: the factory gets the threads directly
+        seg = Segmenter.from_preset(
+            args.preset,
+            class_table=args.class_table,
+            input_size=args.size,
+            device=args.device,
+            precision=args.precision,
+        )
+        from fusionsam_model.runtime.backends import make_backend
+
+        seg.backend = make_backend(
+            args.backend, seg.backend.model, device=args.device, precision=args.precision, **kw
+        )
+        return seg
     return Segmenter.from_preset(
         args.preset,
         class_table=args.class_table,
@@ -61,6 +106,29 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
         device=args.device,
         precision=args.precision,
         backend=args.backend,
+    )
+
+
+@contextlib.contextmanager
+def background_load(processes: int) -> Iterator[None]:
+    """``processes`` busy-looping Python processes for the duration (ended on exit)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        if procs:
+            time.sleep(0.5)  # let them start before the first timed call
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def header_line(args: argparse.Namespace, what: str) -> str:
+    return (
+        f"fusionsam-bench: {what} device={args.device} input={args.height}x{args.width} "
+        f"batch={args.batch} iters={args.iters} threads={torch.get_num_threads()} "
+        f"omp_wait_policy={os.environ.get('OMP_WAIT_POLICY')} (passive: {passive_wait_policy()}) "
+        f"load_processes={args.load} cpus={os.cpu_count()} load1={os.getloadavg()[0]:.2f}"
     )
 
 
@@ -101,8 +169,7 @@ def peak_memory(device: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, list[float]]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     seg = build_segmenter(args)
     rgb, thermal = synthetic_pair(args.height, args.width)
     rgbs, thermals = [rgb] * args.batch, [thermal] * args.batch
@@ -119,17 +186,21 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
     wall = time.perf_counter() - wall0
 
     print(
-        f"fusionsam-bench: backend={seg.backend_name} device={args.device} precision={args.precision} "
-        f"S={seg.input_size} classes={seg.class_table.num_classes} input={args.height}x{args.width} "
-        f"batch={args.batch} iters={args.iters} threads={torch.get_num_threads()} "
-        f"cpus={os.cpu_count()} load1={os.getloadavg()[0]:.2f}"
+        header_line(
+            args,
+            f"backend={seg.backend_name} precision={args.precision} S={seg.input_size} "
+            f"classes={seg.class_table.num_classes}",
+        )
     )
-    print(f"{'stage':<15}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
+    print(f"{'stage':<15}{'min ms':>10}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
     for k, v in samples.items():
         a = np.asarray(v)
         if np.isnan(a).all():  # stage this backend does not have (exported graphs: "front")
             continue
-        print(f"{k:<15}{a.mean():>10.2f}{np.percentile(a, 50):>10.2f}{np.percentile(a, 90):>10.2f}")
+        print(
+            f"{k:<15}{a.min():>10.2f}{a.mean():>10.2f}{np.percentile(a, 50):>10.2f}"
+            f"{np.percentile(a, 90):>10.2f}"
+        )
     pairs = args.iters * args.batch / wall
     print(f"end to end: {pairs:.2f} pairs/s ({1e3 / pairs:.1f} ms per pair, wall clock)")
     rows = parameter_table(seg)
@@ -149,44 +220,132 @@ COMPARE = {
 }
 
 
-def compare(args: argparse.Namespace) -> list[tuple[str, str, float, dict[str, float]]]:
-    """Run every backend x precision that works here; a summary relative to torch fp32."""
-    results = []
+def interleave(
+    calls: dict[str, Callable[[], dict[str, float] | None]], rounds: int, warmup: int
+) -> dict[str, dict[str, list[float]]]:
+    """Each call once per round, the order rotated every round, so that a change in the
+    machine's load (other processes) hits every candidate alike. A call returns its
+    stage timings (ms) or None to be timed here as a whole ("total")."""
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            timings = calls[name]()
+            elapsed = (time.perf_counter() - t0) * 1e3
+            for k, v in (timings or {"total": elapsed}).items():
+                samples[name].setdefault(k, []).append(v)
+    return samples
+
+
+def compare(args: argparse.Namespace) -> list[tuple[str, str, float, float, dict[str, float]]]:
+    """Every backend x precision that works here, with the same threads, interleaved; min
+    and median relative to torch fp32."""
+    set_torch_threads(args.threads)
+    threads = torch.get_num_threads()
+    rgb, thermal = synthetic_pair(args.height, args.width)
+    rgbs, thermals = [rgb] * args.batch, [thermal] * args.batch
+    calls: dict[str, Callable[[], dict[str, float]]] = {}
     for backend, precisions in COMPARE.items():
         for precision in precisions:
             if backend == "torch" and precision != "fp32" and not args.device.startswith("cuda"):
                 continue
-            one = argparse.Namespace(**{**vars(args), "backend": backend, "precision": precision})
+            one = argparse.Namespace(
+                **{**vars(args), "backend": backend, "precision": precision, "threads": threads}
+            )
             try:
-                samples = run(one)
+                seg = build_segmenter(one)
             except Exception as exc:  # e.g. TensorRT not installed: say so, go on
                 print(
                     f"fusionsam-bench: {backend} {precision} skipped: {type(exc).__name__}: {exc}"
                 )
                 continue
-            p50 = {k: float(np.nanmedian(v)) for k, v in samples.items() if not np.isnan(v).all()}
-            results.append((backend, precision, p50["total"], p50))
-    ref = next((r[2] for r in results if r[:2] == ("torch", "fp32")), float("nan"))
-    stages = ("lstg", "fmp", "front", "image_encoder", "decoder")
+            calls[f"{backend} {precision}"] = lambda seg=seg: (
+                seg.predict_batch(rgbs, thermals)[0].timings
+            )
+    samples = interleave(calls, args.iters, args.warmup)
+    print(header_line(args, "--compare (interleaved)"))
+    results = []
+    for name, stages in samples.items():
+        backend, precision = name.split()
+        p50 = {k: float(np.nanmedian(v)) for k, v in stages.items() if not np.isnan(v).all()}
+        results.append((backend, precision, float(np.min(stages["total"])), p50["total"], p50))
+    ref = next((r[3] for r in results if r[:2] == ("torch", "fp32")), float("nan"))
+    cols = ("preprocess", "lstg", "fmp", "front", "image_encoder", "decoder", "postprocess")
     print(
-        f"\n{'backend':<13}{'precision':<10}{'total p50':>10}{'pairs/s':>9}{'x torch fp32':>13}"
-        + "".join(f"{s:>14}" for s in stages)
+        f"\n{'backend':<13}{'precision':<10}{'min ms':>8}{'p50 ms':>8}{'pairs/s':>9}"
+        f"{'x torch fp32':>13}" + "".join(f"{c:>14}" for c in cols) + "   (stage p50 ms)"
     )
-    for backend, precision, total, p50 in results:
-        cells = "".join(f"{p50.get(s, float('nan')):>14.2f}" for s in stages)
+    for backend, precision, best, total, p50 in results:
+        cells = "".join(f"{p50.get(c, float('nan')):>14.2f}" for c in cols)
         print(
-            f"{backend:<13}{precision:<10}{total:>10.2f}{1e3 * args.batch / total:>9.2f}"
+            f"{backend:<13}{precision:<10}{best:>8.2f}{total:>8.2f}{1e3 * args.batch / total:>9.2f}"
             f"{ref / total:>13.2f}{cells}"
         )
     return results
 
 
+PEERS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+def peer_model(name: str, num_classes: int) -> torch.nn.Module:
+    """A torchvision segmentation model with random weights and a 4-channel (RGB + thermal)
+    first convolution, in eval mode."""
+    from torchvision.models import segmentation
+
+    model = getattr(segmentation, name)(
+        weights=None, weights_backbone=None, num_classes=num_classes
+    )
+    first = model.backbone["0"][0]
+    model.backbone["0"][0] = torch.nn.Conv2d(
+        4, first.out_channels, first.kernel_size, first.stride, first.padding, bias=False
+    )
+    return model.eval()
+
+
+def peers(args: argparse.Namespace) -> dict[str, float]:
+    """Network time of this model vs the torchvision peers at the same input (S x S, the
+    size this model runs at), interleaved in one process, as ratios (> 1: peer is slower)."""
+    set_torch_threads(args.threads)
+    seg = build_segmenter(args)
+    s, classes = seg.input_size, seg.class_table.num_classes
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(args.batch, 3, s, s, generator=gen)
+    thermal = torch.rand(args.batch, 1, s, s, generator=gen)
+    four = torch.cat([rgb, thermal], 1)
+    calls: dict[str, Callable[[], None]] = {"fusionsam": lambda: seg.backend.infer(rgb, thermal)}
+    for name in PEERS:
+        model = peer_model(name, classes)
+
+        def forward(model: torch.nn.Module = model) -> None:
+            with torch.inference_mode():
+                model(four)["out"]
+
+        calls[name] = forward
+    samples = interleave(calls, args.iters, args.warmup)
+    print(header_line(args, f"--peers (network only, input {s}x{s}, interleaved)"))
+    ours = float(np.median(samples["fusionsam"]["total"]))
+    print(f"{'model':<32}{'min ms':>9}{'p50 ms':>9}{'x fusionsam time':>18}")
+    ratios = {}
+    for name, stages in samples.items():
+        p50 = float(np.median(stages["total"]))
+        ratios[name] = p50 / ours
+        print(f"{name:<32}{np.min(stages['total']):>9.2f}{p50:>9.2f}{p50 / ours:>18.2f}")
+    return ratios
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.compare:
-        compare(args)
-    else:
-        run(args)
+    with background_load(args.load):
+        if args.compare:
+            compare(args)
+        elif args.peers:
+            peers(args)
+        else:
+            run(args)
     return 0
 
 
