@@ -53,6 +53,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="CPU threads (torch.set_num_threads and onnxruntime intra-op); default: one per core",
     )
     p.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="do not resize the fused image to the camera size (a node not publishing it)",
+    )
+    p.add_argument(
         "--load",
         type=int,
         default=0,
@@ -127,7 +132,7 @@ def header_line(args: argparse.Namespace, what: str) -> str:
     return (
         f"fusionsam-bench: {what} device={args.device} input={args.height}x{args.width} "
         f"batch={args.batch} iters={args.iters} threads={torch.get_num_threads()} "
-        f"omp_wait_policy={os.environ.get('OMP_WAIT_POLICY')} (passive: {passive_wait_policy()}) "
+        f"fused={'no' if args.no_fused else 'yes'} omp_wait_policy={os.environ.get('OMP_WAIT_POLICY')} (passive: {passive_wait_policy()}) "
         f"load_processes={args.load} cpus={os.cpu_count()} load1={os.getloadavg()[0]:.2f}"
     )
 
@@ -176,11 +181,11 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
     if args.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup):
-        seg.predict_batch(rgbs, thermals)
+        seg.predict_batch(rgbs, thermals, return_fused=not args.no_fused)
     samples: dict[str, list[float]] = {k: [] for k in (*STAGES, "front", "total")}
     wall0 = time.perf_counter()
     for _ in range(args.iters):
-        t = seg.predict_batch(rgbs, thermals)[0].timings
+        t = seg.predict_batch(rgbs, thermals, return_fused=not args.no_fused)[0].timings
         for k in samples:
             samples[k].append(t.get(k, float("nan")))
     wall = time.perf_counter() - wall0
@@ -248,6 +253,7 @@ def compare(args: argparse.Namespace) -> list[tuple[str, str, float, float, dict
     threads = torch.get_num_threads()
     rgb, thermal = synthetic_pair(args.height, args.width)
     rgbs, thermals = [rgb] * args.batch, [thermal] * args.batch
+    fused = not args.no_fused
     calls: dict[str, Callable[[], dict[str, float]]] = {}
     for backend, precisions in COMPARE.items():
         for precision in precisions:
@@ -264,7 +270,7 @@ def compare(args: argparse.Namespace) -> list[tuple[str, str, float, float, dict
                 )
                 continue
             calls[f"{backend} {precision}"] = lambda seg=seg: (
-                seg.predict_batch(rgbs, thermals)[0].timings
+                seg.predict_batch(rgbs, thermals, return_fused=fused)[0].timings
             )
     samples = interleave(calls, args.iters, args.warmup)
     print(header_line(args, "--compare (interleaved)"))
