@@ -499,6 +499,7 @@ class StreamEvaluator:
             labelled = "labels" in self.topics
             done = len(self.scorer.matched) if labelled else self.scorer.prediction_count
             if count is not None and done >= count:
+                self._drain_images()
                 return f"count reached: {count} frames {'scored' if labelled else 'masked'}"
             if self.last_message is None:
                 if now - started > startup_timeout_s:
@@ -506,6 +507,20 @@ class StreamEvaluator:
             elif now - self.last_message > idle_timeout_s:
                 return f"no message for {idle_timeout_s:g} s: the bag ended"
         return "interrupted"
+
+    def _drain_images(self, timeout_s: float = 2.0) -> None:
+        """The node publishes the mask first: let the last frame's overlay and fused image
+        (when subscribed) arrive before stopping."""
+        import rclpy
+
+        keepers = [
+            k for k, t in ((self.overlays, "overlay"), (self.fused, "fused")) if t in self.topics
+        ]
+        deadline = time.monotonic() + timeout_s
+        while rclpy.ok() and time.monotonic() < deadline:
+            if all(k.seen >= self.scorer.prediction_count for k in keepers):
+                return
+            rclpy.spin_once(self.node, timeout_sec=0.05)
 
     def finish(
         self, stop_reason: str, out: Path, overlays: int = 0, fused: int = 0

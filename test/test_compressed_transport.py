@@ -263,7 +263,14 @@ class _JpegFrames:
         return dataclasses.replace(sample, rgb=np.ascontiguousarray(rgb))
 
 
-def _stream(bag: Path, out: Path, env: dict[str, str], logs: Path) -> dict:
+def _stream(
+    bag: Path,
+    out: Path,
+    env: dict[str, str],
+    logs: Path,
+    count: int = FRAMES,
+    evaluator_args: tuple[str, ...] = (),
+) -> dict:
     """player -> compressed node (bundled model) -> evaluator; the report."""
     node = start_fusionsam_node(
         env,
@@ -279,8 +286,8 @@ def _stream(bag: Path, out: Path, env: dict[str, str], logs: Path) -> dict:
         assert node.returncode is None, node.output()
         run = [sys.executable, "-m"]
         evaluator = subprocess.Popen(
-            [*run, "fusionsam_ros.stream_evaluator", "--out", str(out), "--count", str(FRAMES)]
-            + ["--timeout", "30"],
+            [*run, "fusionsam_ros.stream_evaluator", "--out", str(out), "--count", str(count)]
+            + ["--timeout", "30", *evaluator_args],
             env=env,
             stdout=(logs / f"eval_{bag.name}.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -293,7 +300,7 @@ def _stream(bag: Path, out: Path, env: dict[str, str], logs: Path) -> dict:
             timeout=180,
         )
         assert player.returncode == 0, player.stdout + player.stderr
-        assert "rgb/image/compressed: 4" in player.stdout
+        assert f"rgb/image/compressed: {count}" in player.stdout
         assert evaluator.wait(120) == 0, (logs / f"eval_{bag.name}.log").read_text()
     finally:
         assert node.stop() == 0
@@ -352,3 +359,35 @@ def test_compressed_bags_score_like_the_raw_frames(drive: Path, ros_env, tmp_pat
     assert miou["png"] == miou["raw"]
     assert reports["jpeg"]["confusion_matrix"] == jpeg_offline["confusion_matrix"]
     assert abs(miou["jpeg"] - miou["raw"]) <= JPEG_MIOU_TOLERANCE
+
+
+ROADSCENE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "roadscene"
+
+
+@pytest.mark.skipif(not ROADSCENE.is_dir(), reason=f"{ROADSCENE} is absent (shared data)")
+def test_real_pairs_without_labels_stream_in_compressed_transport(ros_env, tmp_path) -> None:
+    """What `make demo` does with RoadScene, on 3 pairs: no label topic, masks counted,
+    rate reported, fused frames kept at the camera's size, mIoU said to be absent."""
+    from fusionsam_ros.demo import RoadScenePairs
+    from fusionsam_ros.stream_evaluator import summary_text
+
+    pairs = RoadScenePairs(ROADSCENE, 3)
+    bag = tmp_path / "real_bag"
+    summary = write_bag(pairs, bag, rate_hz=2.0, compression=Compression("jpeg", 90))
+    assert LABEL_TOPIC not in summary.counts and summary.counts[NAME_TOPIC] == 3
+    report = _stream(
+        bag,
+        tmp_path / "report",
+        ros_env,
+        tmp_path / "logs",
+        count=3,
+        evaluator_args=("--no-labels", "--fused", "3", "--overlays", "3"),
+    )
+    frames = report["frames"]
+    assert (frames["labels"], frames["predictions"], frames["matched"]) == (0, 3, 0)
+    assert report["rate_masks_per_s"] > 0 and report["stop_reason"].startswith("count reached")
+    for i, name in enumerate(pairs.names):
+        fused = cv2.imread(str(tmp_path / "report" / f"fused_{name}.png"))
+        assert fused is not None and fused.shape == pairs[i].rgb.shape
+    assert (tmp_path / "report" / "overlay_strip.png").is_file()
+    assert "mIoU: not computed (no labels)" in summary_text(report)
