@@ -171,6 +171,10 @@ def thermal_from_message(msg: Image | CompressedImage) -> np.ndarray:
 def mono8_from_message(msg: Image | CompressedImage, what: str) -> np.ndarray:
     """(H, W) uint8 (label ids, masks), copied out of the message."""
     if isinstance(msg, CompressedImage):
+        if parse_format(msg.format, what).codec != "png":
+            raise ImageError(
+                "unsupported_format", f"{what} is {msg.format!r}: class ids need lossless PNG"
+            )
         pixels, order = decode_compressed(msg, what)
         if order != "mono" or pixels.dtype != np.uint8:
             raise ImageError("unsupported_encoding", f"{what} payload is not 8-bit single-channel")

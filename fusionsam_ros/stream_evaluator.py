@@ -394,8 +394,11 @@ class StreamEvaluator:
         fused_topic: str | None = None,
     ) -> None:
         from rclpy.event_handler import SubscriptionEventCallbacks
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import Header
+
+        def image_type(topic: str) -> type:  # image_transport's naming: <base>/compressed
+            return CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
 
         self.node = node
         self.scorer = StreamScorer(class_table)
@@ -405,19 +408,19 @@ class StreamEvaluator:
         self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
         profile = evaluator_qos(qos)
         subscriptions = [
-            (Image, pred_topic, self._on_prediction),
+            (image_type(pred_topic), pred_topic, self._on_prediction),
             (Header, names_topic, self._on_name),
         ]
         if labels_topic:  # None: a drive without labels
-            subscriptions.append((Image, labels_topic, self._on_label))
+            subscriptions.append((image_type(labels_topic), labels_topic, self._on_label))
         else:
             del self.topics["labels"]
         if overlay_topic:
             self.topics["overlay"] = overlay_topic
-            subscriptions.append((Image, overlay_topic, self._on_overlay))
+            subscriptions.append((image_type(overlay_topic), overlay_topic, self._on_overlay))
         if fused_topic:
             self.topics["fused"] = fused_topic
-            subscriptions.append((Image, fused_topic, self._on_fused))
+            subscriptions.append((image_type(fused_topic), fused_topic, self._on_fused))
         self._subs = [
             node.create_subscription(
                 msg_type,
@@ -439,10 +442,10 @@ class StreamEvaluator:
         )
 
     def _mono8(self, msg: Any, what: str) -> np.ndarray:
-        from .image_conversion import check_image, image_to_array
+        """Raw mono8 or a PNG CompressedImage (lossless, so ids survive)."""
+        from .compressed_image import mono8_from_message
 
-        check_image(msg, ("mono8",), what)
-        return np.array(image_to_array(msg), copy=True)
+        return mono8_from_message(msg, what)
 
     def _on_label(self, msg: Any) -> None:
         now = self._touch()
@@ -467,7 +470,7 @@ class StreamEvaluator:
         self.scorer.add_name(stamp_ns(msg), msg.frame_id)
 
     def _on_overlay(self, msg: Any) -> None:
-        from .image_conversion import rgb_from_image
+        from .compressed_image import rgb_from_message as rgb_from_image
 
         self._touch()
         try:
@@ -476,7 +479,7 @@ class StreamEvaluator:
             self.node.get_logger().warning(f"overlay: {exc}")
 
     def _on_fused(self, msg: Any) -> None:
-        from .image_conversion import rgb_from_image
+        from .compressed_image import rgb_from_message as rgb_from_image
 
         self._touch()
         try:

@@ -391,3 +391,55 @@ def test_real_pairs_without_labels_stream_in_compressed_transport(ros_env, tmp_p
         assert fused is not None and fused.shape == pairs[i].rgb.shape
     assert (tmp_path / "report" / "overlay_strip.png").is_file()
     assert "mIoU: not computed (no labels)" in summary_text(report)
+
+
+def test_evaluator_reads_compressed_labels_and_overlays(ros_context, ros_client) -> None:
+    """Topics named <base>/compressed are read as CompressedImage: a PNG label scores like
+    the raw one; a JPEG label is refused (lossy ids) and not scored."""
+    import rclpy
+    from sensor_msgs.msg import CompressedImage
+
+    from fusionsam_model.data.classes import MFNET
+    from fusionsam_ros.image_conversion import array_to_image
+    from fusionsam_ros.stream_evaluator import StreamEvaluator
+
+    node = rclpy.create_node("compressed_evaluator", context=ros_context)
+    evaluator = StreamEvaluator(
+        node,
+        MFNET,
+        labels_topic="ev/label/compressed",
+        pred_topic="ev/mask",
+        names_topic="ev/name",
+        overlay_topic="ev/overlay/compressed",
+    )
+    labels = ros_client.publisher("ev/label/compressed", CompressedImage, reliable=True)
+    masks = ros_client.publisher("ev/mask", reliable=True)
+    overlays = ros_client.publisher("ev/overlay/compressed", CompressedImage, reliable=True)
+    try:
+        executor = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        assert wait_until(
+            lambda: all(p.get_subscription_count() > 0 for p in (labels, masks, overlays)), 15.0
+        )
+        label = RNG.integers(0, 9, (24, 32), dtype=np.uint8)
+        overlay = smooth_rgb(24, 32)
+        for k, codec in enumerate(("jpeg", "png")):  # in order on each topic
+            stamp = 1_700_000_000_000_000_000 + k
+            labels.publish(with_stamp(ci.compressed_message(label, "mono8", codec), stamp))
+            masks.publish(with_stamp(array_to_image(label, "mono8"), stamp))
+            overlays.publish(with_stamp(ci.compressed_message(overlay, "rgb8", "png"), stamp))
+
+        def spun() -> bool:
+            executor.spin_once(timeout_sec=0.05)
+            scorer = evaluator.scorer
+            return scorer.prediction_count == 2 and evaluator.overlays.seen == 2 and scorer.matched
+
+        # the PNG label was sent after the JPEG one: once it is scored, the JPEG one was read
+        assert wait_until(spun, 15.0)
+        assert [m["stamp_ns"] for m in evaluator.scorer.matched] == [1_700_000_000_000_000_001]
+        assert evaluator.scorer.label_count == 1  # the JPEG label was refused, not scored
+        assert evaluator.scorer.overall.miou() == 1.0
+        assert np.array_equal(evaluator.overlays.frames[0][1], overlay)
+        executor.shutdown()
+    finally:
+        node.destroy_node()
