@@ -63,15 +63,25 @@ class PipelineStats:
 
 
 def diagnostic_array(
-    stamp, name: str, hardware_id: str, report: dict, counters: dict, info: dict[str, str]
+    stamp,
+    name: str,
+    hardware_id: str,
+    report: dict,
+    counters: dict,
+    info: dict[str, str],
+    warnings: list[str] | None = None,
 ) -> DiagnosticArray:
-    """One DiagnosticStatus: level WARN when errors arrived since the previous report."""
+    """One DiagnosticStatus: level WARN when errors arrived since the previous report or
+    a condition in ``warnings`` (a time jump, transport losses) holds."""
     status = DiagnosticStatus()
     status.name = name
     status.hardware_id = hardware_id
+    problems = list(warnings or [])
     if report["new_errors"]:
+        problems.insert(0, f"{report['new_errors']} bad input(s) since the last report")
+    if problems:
         status.level = DiagnosticStatus.WARN
-        status.message = f"{report['new_errors']} bad input(s) since the last report"
+        status.message = "; ".join(problems)
     elif report["rate_hz"] == 0:
         status.level = DiagnosticStatus.OK
         status.message = "waiting for synchronised RGB + thermal pairs"

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -35,6 +37,8 @@ from .diagnostics import PipelineStats, diagnostic_array
 from .latest_pair import LatestPairMailbox
 from .params import NodeParams, ParameterError, declare_and_read
 from .sync import make_pairer, stamp_ns
+from .time_jumps import TimeJump, TimeJumpDetector
+from .transport_events import TransportEvents
 
 NODE_NAME = "fusionsam_node"
 DIAGNOSTIC_NAME = "fusionsam_node: pipeline"
@@ -135,6 +139,17 @@ class FusionSAMNode(Node):
         p = self.params
 
         self.pairer = make_pairer(p.sync_queue_size, p.sync_slop_s, self._on_pair)
+        self.time_jumps = TimeJumpDetector()
+        self.transport = TransportEvents()
+        # ROS time going back (use_sim_time, a bag that restarts): reset the pairing state
+        self._clock_jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(
+                min_forward=None,
+                min_backward=Duration(nanoseconds=-self.time_jumps.back_ns),
+                on_clock_change=False,
+            ),
+            post_callback=self._on_clock_jump,
+        )
         if self.pairer.impl == "message_filters":
             self.get_logger().info("pairing with message_filters.ApproximateTimeSynchronizer")
         else:
@@ -173,7 +188,13 @@ class FusionSAMNode(Node):
             ("thermal", p.thermal_transport, self._on_thermal),
         ):
             msg_type = CompressedImage if transport == "compressed" else Image
-            self.create_subscription(msg_type, self.input_topics[what], callback, sub_qos)
+            self.create_subscription(
+                msg_type,
+                self.input_topics[what],
+                callback,
+                sub_qos,
+                event_callbacks=self.transport.callbacks(what),
+            )
         wanted = {
             "semantic": p.publish_semantic,
             "color": p.publish_color,
@@ -213,7 +234,24 @@ class FusionSAMNode(Node):
         except conv.ImageError as exc:
             self._report_error(exc.kind, str(exc))
             return
+        jump = self.time_jumps.check(what, stamp_ns(msg), self.get_clock().now().nanoseconds)
+        if jump is not None:
+            self._on_time_jump(jump)
         add(msg)
+
+    def _on_clock_jump(self, jump: Any) -> None:
+        """rclpy clock jump callback (registered without clock-type changes)."""
+        found = self.time_jumps.clock_jumped(jump.delta.nanoseconds)
+        if found is not None:
+            self._on_time_jump(found)
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        """Log the jump once and empty the pairer, whose queues hold the other side of it."""
+        dropped = self.pairer.reset()
+        self.get_logger().warning(
+            f"time jump: {jump.describe()}; pairing state reset ({dropped} waiting "
+            f"message(s) dropped), pairing resumes with the next pair"
+        )
 
     def _on_pair(self, rgb: Any, thermal: Any) -> None:
         self.mailbox.put((rgb, thermal))
@@ -306,6 +344,8 @@ class FusionSAMNode(Node):
             "pairs_received": self.mailbox.put_count,
             "dropped_pairs": self.mailbox.dropped,
             "sync_misses": self.pairer.sync_misses,
+            **self.time_jumps.counters(),
+            **self.transport.counters(),
         }
 
     def _publish_diagnostics(self) -> None:
@@ -326,6 +366,7 @@ class FusionSAMNode(Node):
             self.stats.report(),
             self.counters(),
             info,
+            [w for w in (self.time_jumps.warning(), self.transport.warning()) if w],
         )
         self.diagnostics_pub.publish(array)
 

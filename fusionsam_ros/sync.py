@@ -1,12 +1,18 @@
 """Approximate-time pairing of the RGB and thermal streams.
 
 ``message_filters.ApproximateTimeSynchronizer`` is used when it can be imported (a
-sourced ROS 2 install). Without it, ``ApproximateTimePairer`` applies the same policy
-as message_filters' Python synchroniser: when a message arrives, the other stream's
-queued message closest in stamp is taken if it lies within ``slop``; queues hold at
-most ``queue_size`` messages per stream. It also never emits a pair older than the
-last one: queued messages older than an emitted pair are discarded. Every message
-discarded without a partner is counted as a sync miss.
+sourced ROS 2 install). Without it, ``ApproximateTimePairer`` applies the policy of
+message_filters' Python synchroniser: each stream keeps at most ``queue_size`` messages
+keyed by stamp (a message with an already queued stamp replaces it; overflow drops the
+oldest); when a message arrives, the other stream's queued message closest in stamp is
+taken if it lies within ``slop``, and only the two paired messages leave the queues.
+There is no ordering rule: a pair older than one already emitted is still emitted, so
+a stamp from the future or a clock that restarts never blocks later pairs. One
+deliberate difference: a stamp difference equal to ``slop`` still pairs (message_filters
+requires it to be smaller), so ``slop = 0`` means exact-stamp pairing instead of none.
+
+Every message discarded without a partner (overflow, replaced stamp, ``reset``) is
+counted as a sync miss. ``reset`` empties the queues after a time jump.
 """
 
 from __future__ import annotations
@@ -48,7 +54,6 @@ class ApproximateTimePairer:
         self._callback = callback
         self._stamps: tuple[list[int], list[int]] = ([], [])  # sorted, parallel to _msgs
         self._msgs: tuple[list[Any], list[Any]] = ([], [])
-        self._last_emitted = [-1, -1]
         self._lock = threading.Lock()
         self.sync_misses = 0
         self.pairs = 0
@@ -63,16 +68,27 @@ class ApproximateTimePairer:
         with self._lock:
             return len(self._stamps[RGB]), len(self._stamps[THERMAL])
 
+    def reset(self) -> int:
+        """Drop every queued message (counted as misses); returns how many were dropped."""
+        with self._lock:
+            dropped = len(self._stamps[RGB]) + len(self._stamps[THERMAL])
+            for lists in (self._stamps, self._msgs):
+                for queue in lists:
+                    queue.clear()
+            self.sync_misses += dropped
+            return dropped
+
     def _add(self, stream: int, msg: Any) -> None:
         t = stamp_ns(msg)
         with self._lock:
-            if t <= self._last_emitted[stream]:  # older than a pair already sent
-                self.sync_misses += 1
-                return
             stamps, msgs = self._stamps[stream], self._msgs[stream]
-            i = bisect.bisect_right(stamps, t)
-            stamps.insert(i, t)
-            msgs.insert(i, msg)
+            i = bisect.bisect_left(stamps, t)
+            if i < len(stamps) and stamps[i] == t:  # same stamp: the newer message wins
+                msgs[i] = msg
+                self.sync_misses += 1
+            else:
+                stamps.insert(i, t)
+                msgs.insert(i, msg)
             if len(stamps) > self.queue_size:  # overflow: the oldest can no longer wait
                 del stamps[0], msgs[0]
                 self.sync_misses += 1
@@ -98,13 +114,9 @@ class ApproximateTimePairer:
         return best
 
     def _take(self, stream: int, index: int) -> Any:
-        """Remove message ``index`` and everything older (those count as misses)."""
-        stamps, msgs = self._stamps[stream], self._msgs[stream]
-        msg = msgs[index]
-        self._last_emitted[stream] = stamps[index]
-        self.sync_misses += index
-        del stamps[: index + 1], msgs[: index + 1]
-        return msg
+        """Remove message ``index`` only; older ones keep waiting (as in message_filters)."""
+        del self._stamps[stream][index]
+        return self._msgs[stream].pop(index)
 
 
 class MessageFiltersPairer:
@@ -112,6 +124,7 @@ class MessageFiltersPairer:
 
     message_filters does not report discarded messages, so ``sync_misses`` is estimated
     as the messages received beyond those paired and those a full queue can still hold.
+    ``reset`` builds a new synchroniser: message_filters has no call to empty its queues.
     """
 
     impl = "message_filters"
@@ -120,16 +133,40 @@ class MessageFiltersPairer:
         if message_filters is None:
             raise ImportError("message_filters is not importable")
         self.queue_size = queue_size
+        self.slop_s = slop_s
         self._callback = callback
-        self._inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
-        self._sync = message_filters.ApproximateTimeSynchronizer(self._inputs, queue_size, slop_s)
-        self._sync.registerCallback(self._on_pair)
         self._received = [0, 0]
+        self._dropped_by_reset = 0
         self.pairs = 0
+        self._build()
+
+    def _build(self) -> None:
+        self._inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
+        self._sync = message_filters.ApproximateTimeSynchronizer(
+            self._inputs, self.queue_size, self.slop_s
+        )
+        self._sync.registerCallback(self._on_pair)
+        self._base = (list(self._received), self.pairs)  # counts when this one was built
 
     @property
     def sync_misses(self) -> int:
-        return sum(max(0, n - self.pairs - self.queue_size) for n in self._received)
+        received, pairs = self._base
+        current = sum(
+            max(0, n - n0 - (self.pairs - pairs) - self.queue_size)
+            for n, n0 in zip(self._received, received, strict=True)
+        )
+        return self._dropped_by_reset + current
+
+    def reset(self) -> int:
+        """Replace the synchroniser; messages it still held count as misses."""
+        received, pairs = self._base
+        held = sum(
+            min(self.queue_size, max(0, n - n0 - (self.pairs - pairs)))
+            for n, n0 in zip(self._received, received, strict=True)
+        )
+        self._dropped_by_reset = self.sync_misses + held
+        self._build()
+        return held
 
     def add_rgb(self, msg: Any) -> None:
         self._received[RGB] += 1

@@ -36,16 +36,41 @@ def test_pairs_within_slop_and_ignores_beyond() -> None:
     assert p.pending() == (1, 1)
 
 
-def test_picks_the_closest_partner_and_drops_older_ones() -> None:
+def test_picks_the_closest_partner_and_older_ones_keep_waiting() -> None:
     p, pairs = pairer(slop_ms=30)
     for t in (990, 1000, 1020):
         p.add_thermal(msg(t))
     p.add_rgb(msg(1017))
     assert pairs == [(1017, 1020)]
-    assert p.sync_misses == 2  # 990 and 1000 can never be used (older than the pair sent)
-    assert p.pending() == (0, 0)
-    p.add_thermal(msg(1010))  # late: older than the last pair
-    assert p.sync_misses == 3 and p.pending() == (0, 0)
+    assert p.sync_misses == 0 and p.pending() == (0, 2)  # as message_filters: only the pair leaves
+    p.add_rgb(msg(995))  # older than the pair sent: still paired (no ordering rule)
+    assert pairs[-1] == (995, 990) or pairs[-1] == (995, 1000)
+    assert p.pending() == (0, 1)
+
+
+def test_a_future_stamp_does_not_block_later_pairs() -> None:
+    p, pairs = pairer(queue=5, slop_ms=10)
+    hour = 3_600_000
+    p.add_rgb(msg(1000 + hour))
+    p.add_thermal(msg(1000 + hour))
+    for k in range(5):
+        p.add_rgb(msg(2000 + 100 * k))
+        p.add_thermal(msg(2000 + 100 * k + 3))
+    assert len(pairs) == 6 and pairs[-1] == (2400, 2403)
+
+
+def test_replayed_stamps_pair_again_and_reset_counts_misses() -> None:
+    p, pairs = pairer(queue=5, slop_ms=10)
+    for _ in range(3):  # a loop replay: the same stamps every pass
+        for k in range(4):
+            p.add_rgb(msg(1000 + 100 * k))
+            p.add_thermal(msg(1000 + 100 * k + 2))
+    assert len(pairs) == 12
+    p.add_rgb(msg(5000))
+    p.add_rgb(msg(5000))  # same stamp again: replaces the queued one, counted
+    p.add_thermal(msg(7000))
+    assert p.sync_misses == 1 and p.pending() == (1, 1)
+    assert p.reset() == 2 and p.pending() == (0, 0) and p.sync_misses == 3
 
 
 def test_offset_streams_never_pair_and_count_misses() -> None:
