@@ -169,6 +169,7 @@ def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoin
     """`make demo` on a 2-frame drive (the fast tests above cover the same chain)."""
     out = tmp_path / "demo"
     args = ["--out", str(out), "--num-test", "2", "--checkpoint", str(tiny_checkpoint)]
+    args += ["--real-frames", "3"]  # the RoadScene part, when ../shared is present
     done = subprocess.run(
         [sys.executable, "-m", "fusionsam_ros.demo", *args],
         env=ros_env,
@@ -179,6 +180,11 @@ def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoin
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mIoU:" in done.stdout and "identical" in done.stdout
     assert (out / "overlay_strip.png").is_file() and (out / "report.md").is_file()
+    if (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "roadscene").is_dir():
+        assert "real-camera demo" in done.stdout and "mIoU: not computed (no labels)" in done.stdout
+        assert (out / "real" / "overlay_strip.png").is_file()
+    else:
+        assert "real-camera demo skipped" in done.stdout
 
 
 def test_overlay_strip_keeps_day_and_night_of_an_alternating_drive() -> None:
