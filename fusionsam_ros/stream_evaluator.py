@@ -392,6 +392,7 @@ class StreamEvaluator:
         overlay_topic: str | None = None,
         qos: str = "reliable",
         fused_topic: str | None = None,
+        fused_keep: int = 32,
     ) -> None:
         from rclpy.event_handler import SubscriptionEventCallbacks
         from sensor_msgs.msg import CompressedImage, Image
@@ -403,7 +404,7 @@ class StreamEvaluator:
         self.node = node
         self.scorer = StreamScorer(class_table)
         self.overlays = OverlayKeeper()
-        self.fused = OverlayKeeper()
+        self.fused = OverlayKeeper(capacity=max(1, fused_keep))  # --fused N keeps up to N
         self.last_message = None  # monotonic time of the newest message on any topic
         self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
         profile = evaluator_qos(qos)
@@ -574,7 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--count then counts masks",
     )
     parser.add_argument("--fused-topic", default="fusionsam/fused_image")
-    parser.add_argument("--fused", type=int, default=0, help="save N fused frames (fused_NAME.png)")
+    parser.add_argument(
+        "--fused",
+        type=int,
+        default=0,
+        help="keep N fused frames (a uniform sample) as fused_NAME.png",
+    )
     parser.add_argument(
         "--qos",
         choices=("reliable", "best_effort"),
@@ -609,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         overlay_topic=args.overlay_topic if args.overlays > 0 else None,
         qos=args.qos,
         fused_topic=args.fused_topic if args.fused > 0 else None,
+        fused_keep=args.fused,
     )
     against = "no labels (rate only)" if args.no_labels else args.labels
     print(f"evaluating {args.pred} against {against} ({class_table.name}); waiting for frames")
