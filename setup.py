@@ -42,6 +42,7 @@ setup(
             "fusionsam-make-bag = fusionsam_ros.bag_writer:main",
             "fusionsam-play = fusionsam_ros.bag_player:main",
             "fusionsam-evaluate = fusionsam_ros.stream_evaluator:main",
+            "fusionsam-fusion-eval = fusionsam_model.evaluation.fusion_benchmark:main",
         ],
     },
 )

@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
         # Project checkpoint whose stage-1 LSTG autoencoders to start from (run stage seg
         # only), so ablations share one stage 1 instead of re-training it.
         "init_lstg_from": None,
+        # Project checkpoint to start the whole model from (fine-tuning recipes).
+        "init_from": None,
     },
     "data": {
         "root": "data/synth",
@@ -36,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction_of_train": None,  # score only the first N val pairs (None: all)
         # Generate the synthetic dataset first when root is missing (synth configs only).
         "generate": None,  # e.g. {num: 600, seed: 0, layout: mfnet}
+        # Unlabelled real visible/infrared pairs (fusionsam_model.data.unlabelled) mixed
+        # into every step's batch for the label-free losses only (stage-1 reconstruction,
+        # fused-image loss), e.g. {root: ../shared/data/roadscene, batch_size: 4}.
+        "unlabelled": None,
     },
     "train": {
         "stage": "both",  # lstg | seg | both
@@ -145,7 +151,7 @@ def model_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in cfg["model"].items()
-        if k not in ("preset", "class_table", "sam_checkpoint", "init_lstg_from")
+        if k not in ("preset", "class_table", "sam_checkpoint", "init_lstg_from", "init_from")
     }
 
 

@@ -130,6 +130,8 @@ class Trainer:
         if sam_ckpt:
             report = load_sam_weights(self.model, sam_ckpt)
             log.info("%s", str(report).splitlines()[0])
+        if cfg["model"]["init_from"]:
+            self._init_model(Path(cfg["model"]["init_from"]))
         if cfg["model"]["init_lstg_from"]:
             self._init_lstg(Path(cfg["model"]["init_lstg_from"]))
         self.discriminators = nn.ModuleDict(
@@ -196,6 +198,21 @@ class Trainer:
         )
         self.ce_weights = self._ce_class_weights(train_ds)
         self.train_pairs = TrainingPairs(train_ds, transform, seed=int(self.cfg["train"]["seed"]))
+        self.unlabelled_pairs: TrainingPairs | None = None
+        if data["unlabelled"]:
+            from fusionsam_model.data.unlabelled import UnlabelledPairs
+
+            spec = dict(data["unlabelled"])
+            real = UnlabelledPairs(
+                spec["root"], spec.get("visible", "visible"), spec.get("infrared", "infrared")
+            )
+            self.unlabelled_pairs = TrainingPairs(real, transform, seed=int(self.cfg["train"]["seed"]))
+            log.info(
+                "unlabelled pairs for the label-free losses: %d from %s, %d per step",
+                len(real),
+                spec["root"],
+                int(spec.get("batch_size", 4)),
+            )
         self.train_loader, self.train_sampler = make_loader(
             self.train_pairs,
             int(self.cfg["train"]["batch_size"]),
@@ -240,6 +257,36 @@ class Trainer:
             ", ".join(f"{n} {w:.2f}" for n, w in zip(table.names, weights.tolist(), strict=True)),
         )
         return weights.to(self.info.device)
+
+    def _init_model(self, path: Path) -> None:
+        """All weights from a project checkpoint (same preset and switches): fine-tuning."""
+        from fusionsam_model.runtime.checkpoint import load_checkpoint
+
+        if not path.is_file():
+            raise CheckpointError(f"model.init_from: no checkpoint at {path}")
+        source, _, _ = load_checkpoint(path, map_location="cpu")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"model.init_from: {path} does not match this run's model config: {exc}"
+            ) from None
+        log.info("model initialised from %s", path)
+
+    def _unlabelled_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``batch`` plus data.unlabelled pairs drawn by (seed, stage, step): resume-exact."""
+        if self.unlabelled_pairs is None:
+            return batch
+        n = int(self.cfg["data"]["unlabelled"].get("batch_size", 4))
+        stage = 1 if self.state.stage == "seg" else 0
+        seed = (int(self.cfg["train"]["seed"]) * 1_000_003 + self.state.step) * 2 + stage
+        rng = torch.Generator().manual_seed(seed)
+        picks = torch.randint(len(self.unlabelled_pairs), (n,), generator=rng).tolist()
+        self.unlabelled_pairs.set_epoch(self.state.step)
+        items = [self.unlabelled_pairs[i] for i in picks]
+        extra = {k: torch.stack([it[k] for it in items]).to(self.info.device) for k in batch}
+        return {k: torch.cat([batch[k], extra[k]]) for k in batch}
 
     def _init_lstg(self, path: Path) -> None:
         """Copy the LSTG autoencoders (lstg_rgb.*, lstg_thermal.*) from a project checkpoint."""
@@ -368,6 +415,7 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------
     def lstg_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         lw = self.cfg["loss"]
+        batch = self._unlabelled_batch(batch)  # reconstruction needs no labels
         rgb, th = batch["rgb"], batch["thermal"]
         targets = {"rgb": rgb, "thermal": th}
         disc_on = (
@@ -436,15 +484,17 @@ class Trainer:
         lw = self.cfg["loss"]
         opt = self.optimizers["seg"]
         opt.zero_grad(set_to_none=True)
+        n = batch["label"].shape[0]  # labelled pairs; unlabelled ones follow for the fusion loss
+        batch = self._unlabelled_batch(batch)
         with self._autocast():
             out = self.net(batch["rgb"], batch["thermal"], reconstruct=False)
-        labels = batch["label"]
+        labels = batch["label"][:n]
         ce, dice = L.segmentation_losses(
-            out.class_logits, labels, self.model_config.num_classes, self.ce_weights
+            out.class_logits[:n], labels, self.model_config.num_classes, self.ce_weights
         )
-        pres = L.presence_loss(out.presence, labels)
+        pres = L.presence_loss(out.presence[:n], labels)
         inten, grad = L.fusion_losses(out.fused, batch["rgb"], batch["thermal"], batch["valid"])
-        fmask = L.fusion_mask_loss(out.mask_logits, labels)
+        fmask = L.fusion_mask_loss(out.mask_logits[:n], labels)
         total = (
             lw["ce"] * ce
             + lw["dice"] * dice

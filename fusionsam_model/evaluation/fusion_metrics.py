@@ -71,6 +71,21 @@ NO_REFERENCE_METRICS: tuple[str, ...] = (
 
 _SOBEL_ROWS = np.array([[1.0, 2, 1], [0, 0, 0], [-1, -2, -1]])
 _SOBEL_COLS = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+# Cheap enough for every frame of an evaluator (~0.1 s at 640x480 on one core): the
+# fused-image-only metrics plus the histogram / error / correlation ones with sources.
+FAST_METRICS: tuple[str, ...] = (
+    "Avg_gradient",
+    "Cross_entropy",
+    "Edge_intensity",
+    "Entropy",
+    "Mutinf",
+    "Psnr",
+    "Rmse",
+    "SCD",
+    "Spatial_frequency",
+    "Variance",
+)
+
 _LUMA = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 Stack = np.ndarray  # float64 (C, H, W)
 
@@ -477,3 +492,19 @@ def compute_no_reference(fused: np.ndarray) -> dict[str, float]:
         raise ValueError(f"fused must be (H, W) or (H, W, 3), got {f.shape}")
     stack = _channels_first(f)
     return {name: _FUSED_ONLY[name](stack) for name in NO_REFERENCE_METRICS}
+
+
+class FusionMeter:
+    """Running per-metric means over frames (what evaluators report for their fused images)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def update(self, scores: dict[str, float]) -> None:
+        for k, v in scores.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.count for k, v in self.sums.items()} if self.count else {}
