@@ -67,6 +67,8 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
         torch.set_num_threads(params.cpu_threads)
     path = Path(params.checkpoint).expanduser() if params.checkpoint else None
     path = path or Path(segmenter_module.BUNDLED_CHECKPOINT)
+    if path.is_dir():
+        raise ModelLoadError(f"checkpoint {path}: is a directory, expected a .pt file")
     if not path.is_file():
         hint = "" if params.checkpoint else " (the bundled model is missing from this install)"
         raise ModelLoadError(f"checkpoint {path}: file not found{hint}")
@@ -92,11 +94,21 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
     elif params.thermal_range != "checkpoint":
         segmenter.thermal_range = params.thermal_range
     try:  # fail at start-up, not on the first camera frame
-        segmenter.predict(np.zeros((64, 80, 3), np.uint8), np.zeros((64, 80), np.uint8))
+        probe = np.random.default_rng(0)
+        test = segmenter.predict(
+            probe.integers(0, 256, (64, 80, 3), dtype=np.uint8),
+            probe.integers(0, 256, (64, 80), dtype=np.uint8),
+            return_probs=True,
+        )
     except Exception as exc:
         raise ModelLoadError(
             f"checkpoint {path}: loads but a test inference fails: {type(exc).__name__}: {exc}"
         ) from exc
+    if test.probs is None or not np.isfinite(test.probs).all():
+        raise ModelLoadError(
+            f"checkpoint {path}: the test inference gives non-finite (NaN/inf) class "
+            f"probabilities with backend={params.backend} precision={params.precision}"
+        )
     return segmenter, path
 
 

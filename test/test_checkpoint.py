@@ -18,6 +18,7 @@ from fusionsam_model.runtime.checkpoint import (
     load_checkpoint,
     load_sam_weights,
     save_checkpoint,
+    weights_digest,
 )
 
 S = 128
@@ -118,6 +119,7 @@ def test_mismatched_shapes_list_the_keys(saved, tmp_path):
     gone = next(k for k in payload["state_dict"] if k.startswith("fmp."))
     del payload["state_dict"][gone]
     payload["state_dict"]["extra.weight"] = torch.zeros(1)
+    payload["weights_sha256"] = weights_digest(payload["state_dict"])  # other code wrote it
     bad = tmp_path / "mismatch.pt"
     torch.save(payload, bad)
     with pytest.raises(CheckpointError, match="shape mismatch") as e:
@@ -199,3 +201,31 @@ def test_full_vit_b_registry_checkpoint_loads(tmp_path):
     model = FusionSAM(build_config("vit_b", input_size=512))
     report = load_sam_weights(model, path)
     assert report.random == [] and any("pos_embed" in k for k in report.adapted)
+
+
+def test_weights_carry_a_checksum_and_damaged_bytes_are_refused(saved, tmp_path):
+    import numpy as np
+
+    from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
+
+    for source in (saved[1], BUNDLED_CHECKPOINT):  # a fresh save and the shipped model
+        assert len(torch.load(source, weights_only=True)["weights_sha256"]) == 64
+        data = bytearray(open(source, "rb").read())
+        mid = len(data) // 2
+        data[mid : mid + 64] = np.random.default_rng(7).integers(0, 256, 64, np.uint8).tobytes()
+        bad = tmp_path / "damaged.pt"
+        bad.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match="corrupt") as e:
+            load_checkpoint(bad)
+        assert str(bad) in str(e.value)
+
+
+def test_non_finite_weights_are_refused(saved, tmp_path):
+    model = saved[0]
+    broken = FusionSAM(model.config)
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.image_encoder.patch_embed.proj.weight[0, 0, 0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.pt", broken, MFNET)  # checksum of the NaN weights
+    with pytest.raises(CheckpointError, match=r"non-finite .* image_encoder.patch_embed"):
+        load_checkpoint(path)

@@ -5,9 +5,13 @@ than another torch-importing process per case; ``main`` turns its error into exi
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from conftest import start_fusionsam_node, wait_until
 
+from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
 from fusionsam_ros.node import (
     EXIT_BAD_PARAMETER,
     EXIT_MODEL_LOAD_FAILED,
@@ -23,8 +27,15 @@ def failed_starts(ros_env, tmp_path_factory, tiny_checkpoint):
     d = tmp_path_factory.mktemp("startup")
     broken = d / "broken.pt"
     broken.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    damaged = d / "damaged.pt"  # the bundled model, 64 random bytes written mid-file
+    data = bytearray(Path(BUNDLED_CHECKPOINT).read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = np.random.default_rng(64).integers(0, 256, 64, np.uint8).tobytes()
+    damaged.write_bytes(bytes(data))
     cases = {
         "broken": dict(checkpoint=broken),
+        "damaged": dict(checkpoint=damaged),
+        "directory": dict(checkpoint=d),
         "missing": dict(checkpoint=d / "nowhere" / "model.pt"),
         "bad_param": dict(checkpoint=tiny_checkpoint, params={"sync_slop_s": -1.0}),
     }
@@ -45,6 +56,33 @@ def test_broken_checkpoint_names_file_and_reason(failed_starts):
     code, log = failed_starts["broken"]
     assert code == EXIT_MODEL_LOAD_FAILED, log
     assert "broken.pt" in log and "truncated or corrupt" in log and "ready:" not in log
+
+
+def test_checkpoint_with_damaged_weights_is_refused(failed_starts):
+    code, log = failed_starts["damaged"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "damaged.pt is corrupt: the SHA-256 of its weights" in log and "ready:" not in log
+    assert "Traceback" not in log
+
+
+def test_directory_as_checkpoint_is_named_a_directory(failed_starts):
+    code, log = failed_starts["directory"]
+    assert code == EXIT_MODEL_LOAD_FAILED, log
+    assert "is a directory, expected a .pt file" in log and "not found" not in log
+
+
+def test_non_finite_test_inference_is_refused(tiny_checkpoint, tmp_path):
+    import torch
+
+    from fusionsam_model.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    model, table, _ = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():  # finite weights whose activations overflow float32
+        for param in model.parameters():
+            param.mul_(1e30)
+    path = save_checkpoint(tmp_path / "overflow.pt", model, table)
+    with pytest.raises(ModelLoadError, match="non-finite .*probabilities"):
+        load_segmenter(validate({"checkpoint": str(path)}))
 
 
 def test_missing_checkpoint(failed_starts):

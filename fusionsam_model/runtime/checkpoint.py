@@ -1,8 +1,11 @@
 """Project checkpoints (one self-describing file) and official SAM weight loading.
 
-A project checkpoint is ``{format_version, config, class_table, state_dict, metadata}``
-so a file rebuilds its own network and knows its classes. Everything loads with
-``torch.load(weights_only=True)``: a checkpoint can never run code.
+A project checkpoint is ``{format_version, config, class_table, state_dict, metadata,
+weights_sha256}`` so a file rebuilds its own network and knows its classes. Everything
+loads with ``torch.load(weights_only=True)``: a checkpoint can never run code. torch does
+not verify its zip container on read, so bytes damaged inside a tensor would load
+silently: the SHA-256 of the stored weights is checked at load, and non-finite weights
+are refused (files written before the checksum existed get the non-finite check only).
 
 Official SAM checkpoints (``sam_vit_b_01ec64.pth`` ...) only cover the SAM parts; they
 were trained at S = 1024 with 4 mask tokens and an IoU head, so some tensors are
@@ -11,6 +14,7 @@ resized or tiled to our S and C classes. ``load_sam_weights`` says which.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -50,6 +54,36 @@ def _compact(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, to
     return out
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_weights(state: dict[str, torch.Tensor], stored_digest: str | None, source: str) -> None:
+    """Raise CheckpointError when the weights differ from the checksum saved with them
+    or hold NaN/inf values."""
+    if stored_digest is not None:
+        digest = weights_digest(state)
+        if digest != stored_digest:
+            raise CheckpointError(
+                f"checkpoint {source} is corrupt: the SHA-256 of its weights is "
+                f"{digest[:16]}..., the file says {stored_digest[:16]}... "
+                "Copy or download it again, or re-train."
+            )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" ... (+{len(bad) - 5})" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"checkpoint {source} has non-finite (NaN/inf) weights in {len(bad)} tensor(s): "
+            f"{shown}. The file is corrupt or training diverged; use another checkpoint."
+        )
+
+
 def save_checkpoint(
     path: str | Path,
     model: FusionSAM,
@@ -68,15 +102,15 @@ def save_checkpoint(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = _compact({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights_dtype)
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "class_table": class_table.to_dict(),
         "weights_dtype": weights_dtype,
-        "state_dict": _compact(
-            {k: v.detach().cpu() for k, v in model.state_dict().items()}, weights_dtype
-        ),
+        "state_dict": state,
+        "weights_sha256": weights_digest(state),
         "metadata": dict(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -142,6 +176,9 @@ def load_checkpoint(
         state = payload["state_dict"]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid header: {e}") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} has an invalid header: state_dict is not a tensor dict")
+    check_weights(state, payload.get("weights_sha256"), str(path))
     model = FusionSAM(config)
     check_state_dict(model, state, str(path))
     own = model.state_dict()  # float16-stored weights come back as the model's float32
