@@ -13,19 +13,29 @@ else
 VENV_FLAGS :=
 REQS := requirements.txt requirements-ros.txt
 endif
+# ROS 2 launch / CLI / message_filters / cv_bridge wheels (../shared/ros2-wheels/README.md),
+# installed into the venv when present and no ROS 2 install is sourced.
+ROS_WHEELS := $(wildcard $(CURDIR)/../shared/ros2-wheels/install.sh)
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_camera_profile.xml
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+# the venv is an ament prefix (scripts/ament_develop.sh): ros2 run/launch find fusionsam_ros there
+export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
 .PHONY: venv test demo lint format clean-venv
 
 venv: $(STAMP)
 
 # Reinstalls only when a requirements file or setup.py changed since the last install.
-$(STAMP): requirements.txt requirements-ros.txt setup.py
+$(STAMP): requirements.txt requirements-ros.txt setup.py scripts/ament_develop.sh $(ROS_WHEELS)
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 		echo "creating $(VENV) (Python 3.11)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); fi
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQS))
+ifndef ROS_DISTRO
+	$(if $(ROS_WHEELS),bash $(ROS_WHEELS) $(VENV),@echo "no ../shared/ros2-wheels: ros2 launch/run tools not installed (their tests skip)")
+endif
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# editable install + ament index / lib / share links: `ros2 run|launch fusionsam_ros ...` with AMENT_PREFIX_PATH=$(VENV)
+	bash scripts/ament_develop.sh $(VENV)
 	@touch $(STAMP)
 	@echo "venv ready: $(VENV)"
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# ament_develop.sh PREFIX — make the editable (pip -e) install of fusionsam_ros look like an
+# installed ROS 2 package under PREFIX (the venv), so `ros2 run|launch|pkg` find it with
+# AMENT_PREFIX_PATH=PREFIX: the ament index marker, the executables in lib/fusionsam_ros/
+# (links to the console scripts pip put in bin/) and share/fusionsam_ros/{package.xml,launch,config}
+# as links into the source tree — edits to code, launch and config files take effect at once.
+set -euo pipefail
+prefix=$(cd "${1:?usage: ament_develop.sh PREFIX}" && pwd)
+src=$(cd "$(dirname "$0")/.." && pwd)
+pkg=fusionsam_ros
+mkdir -p "$prefix/lib/$pkg" "$prefix/share/$pkg" "$prefix/share/ament_index/resource_index/packages"
+cp "$src/resource/$pkg" "$prefix/share/ament_index/resource_index/packages/$pkg"
+for exe in "$prefix"/bin/fusionsam_* "$prefix"/bin/fusionsam-*; do
+  [ -e "$exe" ] && ln -sfn "../../bin/$(basename "$exe")" "$prefix/lib/$pkg/$(basename "$exe")"
+done
+for item in package.xml launch config; do
+  rm -rf "${prefix:?}/share/$pkg/$item"
+  ln -s "$src/$item" "$prefix/share/$pkg/$item"
+done
+echo "ament: $pkg registered in $prefix (executables in lib/$pkg, share files linked to $src)"
