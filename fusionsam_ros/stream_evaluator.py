@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.metrics import ConfusionMatrix
 from training.evaluate import day_night_of
 
@@ -246,6 +247,15 @@ def summary_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _fusion_lines(report: dict[str, Any]) -> list[str]:
+    """Mean fused-image metrics, when fused frames were subscribed to."""
+    fusion = report.get("fusion_metrics")
+    if not fusion:
+        return []
+    cells = ", ".join(f"{k} {v:.3g}" for k, v in fusion["means"].items())
+    return [f"Fused image ({fusion['frames']} frames, {fusion['kind']}): {cells}.", ""]
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     names = list(report["overall"]["per_class_iou"])
     columns = [c for c in ("overall", "day", "night") if c in report]
@@ -296,6 +306,7 @@ def markdown_report(report: dict[str, Any]) -> str:
             "",
             "Topics: " + ", ".join(f"{k} = `{v}`" for k, v in report["topics"].items()),
             "",
+            *_fusion_lines(report),
             "![per-class IoU](iou.png)",
             "",
             "![latency](latency.png)",
@@ -405,6 +416,7 @@ class StreamEvaluator:
         self.scorer = StreamScorer(class_table)
         self.overlays = OverlayKeeper()
         self.fused = OverlayKeeper(capacity=max(1, fused_keep))  # --fused N keeps up to N
+        self.fusion_meter = FusionMeter()  # fused-image-only metrics of every fused frame seen
         self.last_message = None  # monotonic time of the newest message on any topic
         self.topics = {"labels": labels_topic, "predictions": pred_topic, "names": names_topic}
         profile = evaluator_qos(qos)
@@ -484,9 +496,12 @@ class StreamEvaluator:
 
         self._touch()
         try:
-            self.fused.add(stamp_ns(msg.header), rgb_from_image(msg))
+            image = rgb_from_image(msg)
         except ValueError as exc:
             self.node.get_logger().warning(f"fused image: {exc}")
+            return
+        self.fused.add(stamp_ns(msg.header), image)
+        self.fusion_meter.update(compute_no_reference(image))
 
     def _touch(self) -> float:
         self.last_message = time.monotonic()
@@ -534,6 +549,12 @@ class StreamEvaluator:
             report["stop_reason"] += (
                 f"; no mask arrived on {self.topics['predictions']} (is the node running?)"
             )
+        if self.fusion_meter.count:
+            report["fusion_metrics"] = {
+                "frames": self.fusion_meter.count,
+                "kind": "fused image only (no source image needed), VIFB definitions",
+                "means": self.fusion_meter.means(),
+            }
         named = [
             (self.scorer.names.get(stamp) or str(stamp), image)
             for stamp, image in self.overlays.pick(overlays, self.scorer.names)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fusionsam_model.data.classes import ClassTable
+from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.metrics import ConfusionMatrix
 
 
@@ -73,6 +74,7 @@ def evaluate(
     parts = {"day": ConfusionMatrix(table), "night": ConfusionMatrix(table)}
     counts = {"day": 0, "night": 0}
     timed_s, timed_n = 0.0, 0
+    fusion = FusionMeter()  # fused-image-only metrics (VIFB definitions) of every pair
     stage_ms: dict[str, float] = {}
     names = []
     indices = range(n)
@@ -95,6 +97,7 @@ def evaluate(
                 f"prediction {pred.labels.shape} and label {sample.label.shape} differ for {sample.name}"
             )
         overall.update(pred.labels, sample.label)
+        fusion.update(compute_no_reference(pred.fused))
         cond = day_night_of(sample.name)
         if cond is not None:
             parts[cond].update(pred.labels, sample.label)
@@ -110,6 +113,7 @@ def evaluate(
         "throughput_pairs_per_s": timed_n / timed_s if timed_s > 0 else None,
         "mean_timings_ms": {k: v / max(timed_n, 1) for k, v in stage_ms.items()},
         "backend": getattr(segmenter, "backend_name", "torch"),
+        "fusion_metrics": fusion.means(),
         "names": names,
     }
     for cond in ("day", "night"):
@@ -222,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data}  split: {args.split}  pairs: {result['overall']['pairs']}")
     print(f"protocol: {result['protocol']}")
     print(format_table(result))
+    print(
+        "fused image (no-reference metrics, mean): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in result["fusion_metrics"].items())
+    )
     tp = result["throughput_pairs_per_s"]
     print(
         f"throughput: {tp:.2f} pairs/s ({result['backend']}, {args.device}, {args.precision})"

@@ -206,7 +206,9 @@ class Trainer:
             real = UnlabelledPairs(
                 spec["root"], spec.get("visible", "visible"), spec.get("infrared", "infrared")
             )
-            self.unlabelled_pairs = TrainingPairs(real, transform, seed=int(self.cfg["train"]["seed"]))
+            self.unlabelled_pairs = TrainingPairs(
+                real, transform, seed=int(self.cfg["train"]["seed"])
+            )
             log.info(
                 "unlabelled pairs for the label-free losses: %d from %s, %d per step",
                 len(real),
@@ -265,7 +267,9 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"model.init_from: no checkpoint at {path}")
         source, _, _ = load_checkpoint(path, map_location="cpu")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()
+        }
         try:
             self.model.load_state_dict(state)
         except RuntimeError as exc:
@@ -286,6 +290,7 @@ class Trainer:
         self.unlabelled_pairs.set_epoch(self.state.step)
         items = [self.unlabelled_pairs[i] for i in picks]
         extra = {k: torch.stack([it[k] for it in items]).to(self.info.device) for k in batch}
+        extra["label"].fill_(L.IGNORE)  # augmentation pads labels with a class id; never score them
         return {k: torch.cat([batch[k], extra[k]]) for k in batch}
 
     def _init_lstg(self, path: Path) -> None:

@@ -4,9 +4,10 @@ Why: the VQ autoencoders (stage 1) and the fused-image loss need no labels, so r
 registered pairs can teach them what real cameras look like while segmentation keeps
 training on synthetic labels. Layout: ``ROOT/visible/NAME.ext`` and
 ``ROOT/infrared/NAME.ext`` with the same stem (RoadScene; any folder pair works with
-``visible=`` / ``infrared=``). Samples carry a label of ``UNLABELLED`` everywhere, an id
-outside every class table, which the training glue turns into its ignore value, so a
-pair can sit in a dataset next to labelled ones without being scored.
+``visible=`` / ``infrared=``). Samples carry a label of ``UNLABELLED`` everywhere (an id
+outside every class table) only so they fit the ``Sample`` type and the training
+transforms; training sets the labels of these pairs to its ignore value after
+augmentation (whose padding writes a class id) and feeds them to label-free losses only.
 """
 
 from __future__ import annotations
