@@ -8,13 +8,16 @@ byte order allows (rows with padding are handled with strides, not copies).
 from __future__ import annotations
 
 import array
+import os
 import sys
 
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-try:  # the ROS-native path comes first
+try:  # the ROS-native path comes first; FUSIONSAM_ROS_FALLBACK=1 forces the own one (tests)
+    if os.environ.get("FUSIONSAM_ROS_FALLBACK") == "1":
+        raise ImportError("FUSIONSAM_ROS_FALLBACK=1")
     from cv_bridge import CvBridge
 
     _BRIDGE: CvBridge | None = CvBridge()

@@ -24,18 +24,30 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import compressed_image
 from . import image_conversion as conv
+from .cli_overrides import as_parameters, command_line_overrides
 from .diagnostics import PipelineStats, diagnostic_array
 from .latest_pair import LatestPairMailbox
-from .params import NodeParams, ParameterError, declare_and_read
+from .params import (
+    DEFAULTS,
+    NodeParams,
+    ParameterError,
+    declare_and_read,
+    results_summary,
+    with_changes,
+)
+from .shutdown import SignalShutdown, exit_now
 from .sync import make_pairer, stamp_ns
 from .time_jumps import TimeJump, TimeJumpDetector
 from .transport_events import TransportEvents
@@ -87,12 +99,8 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
             f"checkpoint {path}: parameter class_table={params.class_table!r} disagrees with the "
             f"checkpoint's class table {table!r}; leave it empty or train for {params.class_table}"
         )
-    # thermal normalisation: "checkpoint" keeps what the model was trained with
-    if params.thermal_range == "auto":
-        segmenter.thermal_range = None  # per-frame percentile gain
-        segmenter.thermal_percentiles = params.thermal_auto_gain
-    elif params.thermal_range != "checkpoint":
-        segmenter.thermal_range = params.thermal_range
+    segmenter.trained_thermal = (segmenter.thermal_range, segmenter.thermal_percentiles)
+    apply_thermal_range(segmenter, params)
     try:  # fail at start-up, not on the first camera frame
         probe = np.random.default_rng(0)
         test = segmenter.predict(
@@ -110,6 +118,18 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
             f"probabilities with backend={params.backend} precision={params.precision}"
         )
     return segmenter, path
+
+
+def apply_thermal_range(segmenter: Any, params: NodeParams) -> None:
+    """Thermal normalisation; "checkpoint" restores what the model was trained with
+    (also when a live ``thermal_range`` change goes back to it)."""
+    if params.thermal_range == "auto":
+        segmenter.thermal_range = None  # per-frame percentile gain
+        segmenter.thermal_percentiles = params.thermal_auto_gain
+    elif params.thermal_range == "checkpoint":
+        segmenter.thermal_range, segmenter.thermal_percentiles = segmenter.trained_thermal
+    else:
+        segmenter.thermal_range = params.thermal_range
 
 
 def palette_lut(palette: np.ndarray) -> np.ndarray:
@@ -134,14 +154,21 @@ def blend_overlay(
     return out
 
 
-class FusionSAMNode(Node):
-    def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
+class FusionSAMPipeline:
+    """The node's work, in the steps a managed node runs one transition at a time:
+    ``_setup`` (parameters, pairing state), ``_load_model``, ``_start_io`` (subscriptions,
+    publishers, worker, diagnostics), ``_stop_io`` and ``_unload_model``. Mixed into an
+    rclpy ``Node`` (all steps at once) or ``LifecycleNode`` (see ``FusionSAMLifecycleNode``)."""
+
+    segmenter: Any = None
+
+    def _setup(self) -> None:
         self.params = declare_and_read(self)
-        self.segmenter, self.checkpoint_path = load_segmenter(self.params)
-        self.class_table = self.segmenter.class_table
-        self._palette_lut = palette_lut(self.class_table.palette_array())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = PipelineStats()
+        self._io: list[Any] = []  # subscriptions and timers of the active state
+        self._output_publishers: dict[str, Any] = {}
+        self.publishers_by_output: dict[str, Any] = {}
         # pairs of Image or CompressedImage: compressed payloads are decoded in the worker
         self.mailbox: LatestPairMailbox[tuple[Any, Any]] = LatestPairMailbox()
         self._last_log: dict[str, float] = {}
@@ -151,6 +178,7 @@ class FusionSAMNode(Node):
         p = self.params
 
         self.pairer = make_pairer(p.sync_queue_size, p.sync_slop_s, self._on_pair)
+        self._worker: threading.Thread | None = None
         self.time_jumps = TimeJumpDetector()
         self.transport = TransportEvents()
         # ROS time going back (use_sim_time, a bag that restarts): reset the pairing state
@@ -176,6 +204,20 @@ class FusionSAMNode(Node):
                 "cv_bridge not importable: converting images with fusionsam_ros.image_conversion"
             )
 
+    def _load_model(self) -> None:
+        """Load and check the model (ModelLoadError names the file and why)."""
+        self.segmenter, self.checkpoint_path = load_segmenter(self.params)
+        self.class_table = self.segmenter.class_table
+        self._palette_lut = palette_lut(self.class_table.palette_array())
+
+    def _unload_model(self) -> None:
+        self.segmenter = None
+
+    def _start_io(self) -> None:
+        """Subscribe, publish and start the worker: from here pairs are processed."""
+        p = self.params
+        if self.mailbox.closed:
+            self.mailbox = LatestPairMailbox()
         if p.qos == "sensor_data":
             sub_qos = QoSProfile(
                 depth=p.qos_depth,
@@ -200,26 +242,18 @@ class FusionSAMNode(Node):
             ("thermal", p.thermal_transport, self._on_thermal),
         ):
             msg_type = CompressedImage if transport == "compressed" else Image
-            self.create_subscription(
+            subscription = self.create_subscription(
                 msg_type,
                 self.input_topics[what],
                 callback,
                 sub_qos,
                 event_callbacks=self.transport.callbacks(what),
             )
-        wanted = {
-            "semantic": p.publish_semantic,
-            "color": p.publish_color,
-            "overlay": p.publish_overlay,
-            "fused": p.publish_fused,
-        }
-        self.publishers_by_output = {
-            key: self.create_publisher(Image, OUTPUT_TOPICS[key], pub_qos)
-            for key, on in wanted.items()
-            if on
-        }
+            self._io.append(subscription)
+        self._pub_qos = pub_qos
+        self._update_publishers()
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        self._io.append(self.create_timer(p.diagnostics_period_s, self._publish_diagnostics))
 
         self._worker = threading.Thread(
             target=self._worker_loop, name="fusionsam_worker", daemon=True
@@ -230,8 +264,65 @@ class FusionSAMNode(Node):
             f"{p.precision}, classes {self.class_table.name}); "
             f"inputs {self.resolve_topic_name(self.input_topics['rgb'])} + "
             f"{self.resolve_topic_name(self.input_topics['thermal'])}; "
-            f"outputs {', '.join(OUTPUT_TOPICS[k] for k in self.publishers_by_output) or 'none'}"
+            f"outputs {', '.join(OUTPUT_TOPICS[k] for k in self.publishers_by_output) or 'none'}; "
+            f"{results_summary(p)}"
         )
+
+    def _stop_io(self, timeout_s: float = 10.0) -> bool:
+        """Unsubscribe and stop the worker (the model stays loaded)."""
+        for entity in self._io:
+            if hasattr(entity, "cancel"):
+                entity.cancel()
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._io.clear()
+        return self.stop_worker(timeout_s)
+
+    def _update_publishers(self) -> None:
+        """Publishers of the enabled outputs (created on first use; a disabled one stays
+        advertised but silent)."""
+        p = self.params
+        wanted = {
+            "semantic": p.publish_semantic,
+            "color": p.publish_color,
+            "overlay": p.publish_overlay,
+            "fused": p.publish_fused,
+        }
+        for key, on in wanted.items():
+            if on and key not in self._output_publishers:
+                self._output_publishers[key] = self.create_publisher(
+                    Image, OUTPUT_TOPICS[key], self._pub_qos
+                )
+        self.publishers_by_output = {
+            k: self._output_publishers[k] for k, on in wanted.items() if on
+        }
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        """Live parameters: validated together, applied from the next pair, or refused
+        with the reason (the old values stay). rclpy refuses the read-only ones itself."""
+        ours = {
+            q.name: q.value.tolist() if hasattr(q.value, "tolist") else q.value
+            for q in parameters
+            if q.name in DEFAULTS
+        }
+        if not ours:
+            return SetParametersResult(successful=True)
+        try:
+            new = with_changes(self.params, ours)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.params = new
+        if self.segmenter is not None:
+            apply_thermal_range(self.segmenter, new)
+        self.pairer.set_slop(new.sync_slop_s)
+        if hasattr(self, "_pub_qos"):
+            self._update_publishers()
+        self.get_logger().info(
+            f"parameters changed: {', '.join(f'{k}={v}' for k, v in ours.items())}; "
+            f"{results_summary(new)}"
+        )
+        return SetParametersResult(successful=True)
 
     # --- executor side: cheap checks, pairing, mailbox --------------------------------
     def _on_rgb(self, msg: Image | CompressedImage) -> None:
@@ -370,6 +461,7 @@ class FusionSAMNode(Node):
             "class_table": self.class_table.name,
             "sync_impl": self.pairer.impl,
             "conversion_impl": conv.CONVERSION_IMPL,
+            "parameters": results_summary(p),  # effective values, live changes included
         }
         array = diagnostic_array(
             self.get_clock().now().to_msg(),
@@ -385,15 +477,75 @@ class FusionSAMNode(Node):
     def stop_worker(self, timeout_s: float = 10.0) -> bool:
         """Close the mailbox and join the worker (it finishes the pair in hand first)."""
         self.mailbox.close()
+        if self._worker is None:
+            return True
         self._worker.join(timeout_s)
         return not self._worker.is_alive()
 
 
+class FusionSAMNode(FusionSAMPipeline, Node):
+    """Plain node: loads the model and starts processing in the constructor."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        Node.__init__(self, NODE_NAME, **node_kwargs)
+        self._setup()
+        self._load_model()
+        self._start_io()
+
+
+class FusionSAMLifecycleNode(FusionSAMPipeline, LifecycleNode):
+    """Managed node (``--lifecycle``): configure loads and checks the model, activate
+    subscribes and publishes, deactivate stops processing (model kept), cleanup unloads."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        LifecycleNode.__init__(self, NODE_NAME, **node_kwargs)
+        self._setup()
+        self.get_logger().info("managed node: unconfigured (configure loads the model)")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load_model()
+        except ModelLoadError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: model {self.checkpoint_path} loaded and checked")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start_io()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io()
+        self.get_logger().info("deactivated: not processing (model still loaded)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload_model()
+        self.get_logger().info("cleaned up: model unloaded")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io(timeout_s=0.3)
+        self._unload_model()
+        return TransitionCallbackReturn.SUCCESS
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    """``fusionsam_node [--lifecycle] [--ros-args ...]``; exit codes: 0 (also after SIGINT or
+    SIGTERM, in every phase), 2 bad parameter, 3 model cannot load."""
+    argv = list(sys.argv if args is None else args)
+    ros_start = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    lifecycle = "--lifecycle" in argv[:ros_start]
     logger = rclpy.logging.get_logger(NODE_NAME)
+    signals = SignalShutdown(log=logger.info)
+    # start-up (model loading): a signal exits at once; there is nothing to clean up
+    signals.set_on_stop(lambda: exit_now(0))
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    overrides = as_parameters(command_line_overrides(argv, NODE_NAME))
+    node_class = FusionSAMLifecycleNode if lifecycle else FusionSAMNode
     try:
-        node = FusionSAMNode()
+        node = node_class(parameter_overrides=overrides)
     except ParameterError as exc:
         logger.fatal(f"invalid {exc}")
         rclpy.try_shutdown()
@@ -404,18 +556,20 @@ def main(args: list[str] | None = None) -> int:
         return EXIT_MODEL_LOAD_FAILED
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # running: a signal shuts the context down, which wakes the executor
+    signals.set_on_stop(rclpy.get_default_context().try_shutdown)
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
-        joined = node.stop_worker()
-        if not joined:
-            logger.error("worker thread did not stop within 10 s")
-        executor.shutdown()
+        if not node.stop_worker(timeout_s=0.3):
+            logger.info("worker still busy with a pair at exit (left unfinished)")
+        executor.shutdown(timeout_sec=0.2)
         node.destroy_node()
         rclpy.try_shutdown()
     logger.info("stopped")
+    exit_now(0)  # skips the interpreter's torch teardown (seconds)
     return 0
 
 

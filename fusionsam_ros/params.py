@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -77,6 +77,20 @@ PARAMETERS: tuple[Param, ...] = (
     Param("diagnostics_period_s", 1.0, "period of /diagnostics messages, seconds"),
 )
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+# changeable at run time (`ros2 param set`), effective from the next pair; all others are
+# declared read-only (the model, its runtime, topics and QoS are fixed when the node starts)
+LIVE_PARAMETERS = frozenset(
+    {
+        "overlay_alpha",
+        "publish_semantic",
+        "publish_color",
+        "publish_overlay",
+        "publish_fused",
+        "thermal_range",
+        "thermal_auto_gain",
+        "sync_slop_s",
+    }
+)
 
 
 class ParameterError(ValueError):
@@ -206,6 +220,30 @@ def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
     )
 
 
+def with_changes(current: NodeParams, changes: dict[str, Any]) -> NodeParams:
+    """``current`` with ``changes`` applied and validated (ParameterError names a bad one)."""
+    values = asdict(current)
+    for name, value in changes.items():
+        if name not in LIVE_PARAMETERS:
+            raise ParameterError(name, "read-only: it can only be set when the node starts")
+        values[name] = list(value) if isinstance(value, (list, tuple)) else value
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return validate(values)
+
+
+def results_summary(p: NodeParams) -> str:
+    """The effective values that change the node's output, for the ready line and diagnostics."""
+    thermal = p.thermal_range if isinstance(p.thermal_range, str) else list(p.thermal_range)
+    if thermal == "auto":
+        thermal = f"auto {list(p.thermal_auto_gain)}"
+    outputs = [k for k in ("semantic", "color", "overlay", "fused") if getattr(p, f"publish_{k}")]
+    return (
+        f"thermal_range={thermal}, sync_slop_s={p.sync_slop_s}, "
+        f"overlay_alpha={p.overlay_alpha}, class_table={p.class_table or 'checkpoint'}, "
+        f"cpu_threads={p.cpu_threads}, qos={p.qos}, publish={'+'.join(outputs) or 'none'}"
+    )
+
+
 def declare_and_read(node: Any) -> NodeParams:
     """Declare every parameter on ``node`` (with descriptions) and validate the values."""
     from rcl_interfaces.msg import ParameterDescriptor
@@ -213,7 +251,9 @@ def declare_and_read(node: Any) -> NodeParams:
     values = {}
     for p in PARAMETERS:
         descriptor = ParameterDescriptor(
-            description=p.description, read_only=True, dynamic_typing=p.dynamic_typing
+            description=p.description,
+            read_only=p.name not in LIVE_PARAMETERS,
+            dynamic_typing=p.dynamic_typing,
         )
         try:
             values[p.name] = node.declare_parameter(p.name, p.default, descriptor).value

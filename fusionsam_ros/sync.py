@@ -18,11 +18,14 @@ counted as a sync miss. ``reset`` empties the queues after a time jump.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-try:  # the ROS-native path comes first
+try:  # the ROS-native path comes first; FUSIONSAM_ROS_FALLBACK=1 forces the own one (tests)
+    if os.environ.get("FUSIONSAM_ROS_FALLBACK") == "1":
+        raise ImportError("FUSIONSAM_ROS_FALLBACK=1")
     import message_filters
 
     HAVE_MESSAGE_FILTERS = True
@@ -63,6 +66,11 @@ class ApproximateTimePairer:
 
     def add_thermal(self, msg: Any) -> None:
         self._add(THERMAL, msg)
+
+    def set_slop(self, slop_s: float) -> None:
+        """Live ``sync_slop_s``: applies from the next message."""
+        with self._lock:
+            self.slop_ns = round(slop_s * 1e9)
 
     def pending(self) -> tuple[int, int]:
         with self._lock:
@@ -167,6 +175,13 @@ class MessageFiltersPairer:
         self._dropped_by_reset = self.sync_misses + held
         self._build()
         return held
+
+    def set_slop(self, slop_s: float) -> None:
+        """Live ``sync_slop_s``: the synchroniser reads ``slop`` on every message."""
+        from rclpy.duration import Duration
+
+        self.slop_s = slop_s
+        self._sync.slop = Duration(seconds=slop_s)
 
     def add_rgb(self, msg: Any) -> None:
         self._received[RGB] += 1
