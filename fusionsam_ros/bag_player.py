@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
+from .cli_types import positive_float
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
@@ -226,8 +228,8 @@ def play(
 ) -> PlaybackSummary:
     """Publish the bag on ``node`` with recorded gaps divided by ``rate``; ``only_topics``
     plays a subset (like ``ros2 bag play --topics``)."""
-    if rate <= 0:
-        raise BagError(f"--rate must be > 0, got {rate}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise BagError(f"--rate must be a finite number > 0, got {rate}")
     remaps = remaps or {}
     topics = check_required(bag, required)
     if only_topics is not None:
@@ -347,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a rosbag2 (sqlite3 or mcap) with rclpy at the recorded timing.",
     )
     parser.add_argument("bag", help="rosbag2 directory (or a single .db3/.mcap file)")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    parser.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
     parser.add_argument("--loop", action="store_true", help="replay until interrupted")
     parser.add_argument(
         "--remap", action="append", default=[], metavar="FROM:=TO", help="rename a topic"

@@ -28,6 +28,9 @@ seeded generator: the same arguments write the same messages.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .cli_types import positive_float
 
 RGB_TOPIC = "rgb/image"
 THERMAL_TOPIC = "thermal/image"
@@ -190,8 +195,8 @@ def frame_schedule(
 ) -> list[FrameStamps]:
     """Per-camera stamps: RGB on a fixed period, thermal with a constant offset plus
     Gaussian jitter (seeded), like two free-running cameras on one clock."""
-    if rate_hz <= 0:
-        raise BagWriteError(f"--rate must be > 0 Hz, got {rate_hz}")
+    if not (math.isfinite(rate_hz) and rate_hz > 0):
+        raise BagWriteError(f"--rate must be a finite number > 0 Hz, got {rate_hz}")
     if jitter_ms < 0:
         raise BagWriteError(f"--jitter-ms must be >= 0, got {jitter_ms}")
     period_ns = 1e9 / rate_hz
@@ -318,8 +323,15 @@ def write_bag(
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     cache: dict[int, Any] = {}  # the few samples whose messages are still pending
     written = dict.fromkeys(topics, 0)
+    # Written under a temporary folder and renamed at the end: a run that fails half way
+    # (a sample that cannot be decoded, a full disk) leaves no partial bag under --out.
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
-        with Writer(out, version=Writer.VERSION_LATEST, storage_plugin=plugin) as writer:
+        with Writer(
+            staging / out.name, version=Writer.VERSION_LATEST, storage_plugin=plugin
+        ) as writer:
             connections = {
                 topic: writer.add_connection(
                     topic,
@@ -340,8 +352,11 @@ def write_bag(
                 writer.write(connections[topic], time_ns, data)
                 written[topic] += 1
                 _evict_finished(cache, written)
+        (staging / out.name).rename(out)
     except WriterError as exc:
         raise BagWriteError(f"cannot write bag {out}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     span = (max(f.thermal_ns for f in frames) - min(f.rgb_ns for f in frames)) / 1e9
     return BagSummary(out, storage, count, span, written)
 
@@ -373,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split to write (default: test)")
     parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     parser.add_argument("--storage", choices=STORAGES, default="sqlite3")
-    parser.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz")
+    parser.add_argument("--rate", type=positive_float, default=10.0, help="camera frame rate in Hz")
     parser.add_argument("--thermal-offset-ms", type=float, default=0.0, help="thermal stamp offset")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="thermal stamp jitter (std)")
     parser.add_argument(

@@ -40,6 +40,7 @@ from fusionsam_model.evaluation.metrics import ConfusionMatrix
 from training.evaluate import day_night_of
 
 from .bag_writer import LABEL_TOPIC, NAME_TOPIC
+from .cli_types import ensure_writable_dir
 
 PRED_TOPIC = "fusionsam/semantic"
 OVERLAY_TOPIC = "fusionsam/overlay"
@@ -624,6 +625,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.count is not None and args.count <= 0:
         print(f"fusionsam-evaluate: error: --count must be > 0, got {args.count}", file=sys.stderr)
+        return 2
+    try:  # the report is written at the end: find out now that it can be
+        ensure_writable_dir(args.out)
+    except OSError as exc:
+        print(
+            f"fusionsam-evaluate: error: --out {args.out}: cannot write there: {exc}",
+            file=sys.stderr,
+        )
         return 2
     rclpy.init(args=full_argv)
     node = rclpy.create_node("fusionsam_evaluator")

@@ -191,14 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.data.datasets import DatasetError, open_dataset
+    from fusionsam_model.runtime.checkpoint import CheckpointError
     from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
-    segmenter = Segmenter.from_checkpoint(
-        checkpoint, device=args.device, precision=args.precision, backend=args.backend
-    )
-    dataset = open_dataset(args.data, args.split, layout=args.layout)
+    try:  # bad input is a message and exit 2, not a traceback
+        dataset = open_dataset(args.data, args.split, layout=args.layout)
+        segmenter = Segmenter.from_checkpoint(
+            checkpoint, device=args.device, precision=args.precision, backend=args.backend
+        )
+    except (CheckpointError, DatasetError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
     if dataset.class_table.name != segmenter.class_table.name:
         raise SystemExit(
             f"evaluate: checkpoint {checkpoint} predicts the '{segmenter.class_table.name}' classes "
