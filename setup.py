@@ -37,7 +37,7 @@ setup(
             "fusionsam_node = fusionsam_ros.node:main",
             "fusionsam-synth = fusionsam_model.data.synth:main",
             "fusionsam-bench = fusionsam_model.runtime.bench:main",
-            "fusionsam-export = fusionsam_model.deploy.export:main",
+            "fusionsam-export = fusionsam_model.deploy.export_cli:main",
             "fusionsam-build-engine = fusionsam_model.deploy.engine_cache:main",
             "fusionsam-make-bag = fusionsam_ros.bag_writer:main",
             "fusionsam-play = fusionsam_ros.bag_player:main",

@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from fusionsam_model.deploy import engine_cache as ec
+from fusionsam_model.deploy import export_format as fmt
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 IDENTITY = ("10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
@@ -56,17 +57,17 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)  # spans several read chunks
     p = tmp_path / "blob"
     p.write_bytes(data)
-    assert ec.sha256_file(p, chunk=1 << 20) == hashlib.sha256(data).hexdigest()
+    assert fmt.sha256_file(p, chunk=1 << 20) == hashlib.sha256(data).hexdigest()
 
 
 def test_graph_hash_follows_weights(tmp_path):
     rng = np.random.default_rng(1)
     w = rng.normal(size=(4, 4))
-    a = ec.graph_sha256(write_graph(tmp_path / "a.onnx", w))
-    b = ec.graph_sha256(write_graph(tmp_path / "b.onnx", w))
+    a = fmt.graph_sha256(write_graph(tmp_path / "a.onnx", w))
+    b = fmt.graph_sha256(write_graph(tmp_path / "b.onnx", w))
     w2 = w.copy()
     w2[0, 0] += 1.0
-    c = ec.graph_sha256(write_graph(tmp_path / "c.onnx", w2))
+    c = fmt.graph_sha256(write_graph(tmp_path / "c.onnx", w2))
     assert a == b
     assert a != c
 
@@ -75,20 +76,20 @@ def test_graph_hash_covers_external_data(tmp_path):
     w = np.random.default_rng(2).normal(size=(8, 8))
     path = write_graph(tmp_path / "ext.onnx", w, external=True)
     data_file = tmp_path / "ext.onnx.data"
-    assert ec.external_data_files(path) == [data_file]
-    before = ec.graph_sha256(path)
+    assert fmt.external_data_files(path) == [data_file]
+    before = fmt.graph_sha256(path)
     raw = bytearray(data_file.read_bytes())
     raw[0] ^= 0xFF
     data_file.write_bytes(bytes(raw))
-    assert ec.graph_sha256(path) != before  # the .onnx itself did not change
+    assert fmt.graph_sha256(path) != before  # the .onnx itself did not change
     data_file.unlink()
-    with pytest.raises(ec.EngineCacheError, match="missing external data"):
-        ec.graph_sha256(path)
+    with pytest.raises(fmt.ExportError, match="missing external data"):
+        fmt.graph_sha256(path)
 
 
 def test_graph_hash_missing_file_names_it(tmp_path):
-    with pytest.raises(ec.EngineCacheError, match="nope.onnx"):
-        ec.graph_sha256(tmp_path / "nope.onnx")
+    with pytest.raises(fmt.ExportError, match="nope.onnx"):
+        fmt.graph_sha256(tmp_path / "nope.onnx")
 
 
 def test_decide_hit_and_misses():

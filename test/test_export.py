@@ -20,7 +20,9 @@ from conftest import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_model.data.classes import MFNET
 from fusionsam_model.deploy import export as ex
-from fusionsam_model.deploy.engine_cache import graph_sha256
+from fusionsam_model.deploy import export_cli
+from fusionsam_model.deploy import export_format as fmt
+from fusionsam_model.deploy.export_format import graph_sha256
 from fusionsam_model.runtime.backends import make_backend
 from fusionsam_model.runtime.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
@@ -59,7 +61,7 @@ def cached_exports(cache_base):
 def test_export_writes_checked_graphs_and_manifest(export_dir, tiny_model):
     model, table = tiny_model
     manifest = json.loads((export_dir / "manifest.json").read_text())
-    assert manifest["format"] == ex.MANIFEST_FORMAT
+    assert manifest["format"] == fmt.MANIFEST_FORMAT
     assert manifest["input_size"] == 64 and manifest["batch_size"] == 1
     assert manifest["precision"] == "fp32" and manifest["opset"] == ex.DEFAULT_OPSET
     assert manifest["class_table"] == MFNET.to_dict() == table.to_dict()
@@ -92,7 +94,7 @@ def test_export_writes_checked_graphs_and_manifest(export_dir, tiny_model):
         assert entry["inputs"] == inputs and entry["outputs"] == outputs
         opsets = {o.domain: o.version for o in onnx.load(str(path)).opset_import}
         assert opsets[""] == ex.DEFAULT_OPSET
-    ex.read_manifest(export_dir, verify_hashes=True)
+    fmt.read_manifest(export_dir, verify_hashes=True)
 
 
 def test_onnxruntime_matches_torch_on_fresh_inputs(export_dir, tiny_model):
@@ -121,7 +123,7 @@ def test_onnxruntime_matches_torch_on_fresh_inputs(export_dir, tiny_model):
 def test_segmenter_from_checkpoint_uses_cached_export(
     export_dir, tiny_checkpoint, cache_base, monkeypatch
 ):
-    monkeypatch.setenv(ex.CACHE_ENV, str(cache_base))
+    monkeypatch.setenv(fmt.CACHE_ENV, str(cache_base))
     before = cached_exports(cache_base)
     seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="onnxruntime")
     assert cached_exports(cache_base) == before == [export_dir.name]  # reused, not re-exported
@@ -146,7 +148,7 @@ def test_segmenter_from_checkpoint_uses_cached_export(
 def test_backend_factory_accepts_export_dir_and_checks_size(export_dir):
     backend = make_backend("onnxruntime", export_dir, device="cpu", precision="fp32")
     assert backend.input_size == 64 and backend.num_classes == 9
-    with pytest.raises(ex.ExportError, match="S=64.*S=128"):
+    with pytest.raises(fmt.ExportError, match="S=64.*S=128"):
         make_backend("onnxruntime", export_dir, input_size=128)
     with pytest.raises(ValueError, match="fp32 graphs but precision='fp16'"):
         OnnxRuntimeBackend(export_dir, precision="fp16")
@@ -175,27 +177,32 @@ def test_provider_choice():
 
 
 def test_read_manifest_errors(export_dir, tmp_path):
-    with pytest.raises(ex.ExportError, match="no manifest.json"):
-        ex.read_manifest(tmp_path)
+    with pytest.raises(fmt.ExportError, match="no manifest.json"):
+        fmt.read_manifest(tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(export_dir, broken)
     (broken / "decoder.onnx").unlink()
-    with pytest.raises(ex.ExportError, match="decoder.onnx is missing"):
-        ex.read_manifest(broken)
+    with pytest.raises(fmt.ExportError, match="decoder.onnx is missing"):
+        fmt.read_manifest(broken)
     shutil.copy(export_dir / "front.onnx", broken / "decoder.onnx")
-    ex.read_manifest(broken)  # complete again; only the hash check sees the swap
-    with pytest.raises(ex.ExportError, match="does not match its sha256"):
-        ex.read_manifest(broken, verify_hashes=True)
+    fmt.read_manifest(broken)  # complete again; only the hash check sees the swap
+    with pytest.raises(fmt.ExportError, match="does not match its sha256"):
+        fmt.read_manifest(broken, verify_hashes=True)
 
 
 def test_export_cli_rejects_bad_input(tmp_path, capsys):
     assert (
-        ex.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+        export_cli.main(
+            ["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]
+        )
+        == 2
     )
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        ex.main(["--checkpoint", "preset:tiny", "--out", str(tmp_path / "o"), "--size", "70"])
-    assert ex.main(["--checkpoint", "preset:nope", "--out", str(tmp_path / "o")]) == 2
+        export_cli.main(
+            ["--checkpoint", "preset:tiny", "--out", str(tmp_path / "o"), "--size", "70"]
+        )
+    assert export_cli.main(["--checkpoint", "preset:nope", "--out", str(tmp_path / "o")]) == 2
     assert "unknown preset" in capsys.readouterr().err
 
 
@@ -215,10 +222,10 @@ def test_tensorrt_backend_without_tensorrt_says_so(export_dir):
 @pytest.mark.slow
 def test_export_cli_tiny_default_size_with_verify(tmp_path, capsys):
     """The preset's own S (320): covered at S=64 by the tests above, so kept out of CI."""
-    assert ex.main(["--checkpoint", "preset:tiny", "--out", str(tmp_path), "--verify"]) == 0
+    assert export_cli.main(["--checkpoint", "preset:tiny", "--out", str(tmp_path), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "exported S=320 fp32" in out and "class_id_agreement 1" in out
-    assert ex.read_manifest(tmp_path, verify_hashes=True)["input_size"] == 320
+    assert fmt.read_manifest(tmp_path, verify_hashes=True)["input_size"] == 320
 
 
 # ----------------------------------------------------------------------------- the node
@@ -233,7 +240,7 @@ def test_node_runs_with_onnxruntime_backend(
     from fusionsam_ros.image_conversion import image_to_array
     from fusionsam_ros.node import DIAGNOSTIC_NAME
 
-    env = dict(ros_env, **{ex.CACHE_ENV: str(cache_base)})
+    env = dict(ros_env, **{fmt.CACHE_ENV: str(cache_base)})
     node = start_fusionsam_node(
         env, tmp_path, checkpoint=tiny_checkpoint, params={"backend": "onnxruntime"}
     )

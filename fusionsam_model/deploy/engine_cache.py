@@ -23,11 +23,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import onnx
+from fusionsam_model.deploy.export_format import (
+    GRAPH_NAMES,
+    ExportError,
+    graph_sha256,
+    sha256_file,
+)
 
 LOG = logging.getLogger("fusionsam.engine_cache")
 
-GRAPH_NAMES = ("front", "image_encoder", "decoder")
 SIDECAR_FORMAT = "fusionsam-trt-engine/1"
 
 
@@ -50,46 +54,6 @@ class EngineKey:
 class CacheDecision:
     action: str  # "load" or "build"
     reason: str
-
-
-# ----------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def external_data_files(onnx_path: Path) -> list[Path]:
-    """Files holding a graph's weights outside the .onnx (graphs over 2 GB, e.g. ViT-H)."""
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    locations: set[str] = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
-    return [onnx_path.parent / loc for loc in sorted(locations)]
-
-
-def graph_sha256(onnx_path: Path) -> str:
-    """sha256 over the .onnx and its external-data files, so new weights change the hash."""
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise EngineCacheError(f"ONNX graph not found: {onnx_path}")
-    parts = [onnx_path, *external_data_files(onnx_path)]
-    if len(parts) == 1:
-        return sha256_file(onnx_path)
-    h = hashlib.sha256()
-    for part in parts:
-        if not part.is_file():
-            raise EngineCacheError(f"{onnx_path} refers to missing external data file {part}")
-        h.update(part.name.encode())
-        h.update(sha256_file(part).encode())
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- cache logic
@@ -339,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workspace must be positive, got {args.workspace}")
     try:
         engines = ensure_engines(args.onnx, args.cache_dir, args.fp16, args.workspace)
-    except EngineCacheError as exc:
+    except (EngineCacheError, ExportError) as exc:
         print(f"fusionsam-build-engine: error: {exc}", file=sys.stderr)
         return 2
     for graph, path in engines.items():

@@ -1,4 +1,4 @@
-"""ONNX export of FusionSAM as three static-shape graphs plus a manifest (``fusionsam-export``).
+"""ONNX export of FusionSAM as three static-shape graphs plus a manifest (the writer).
 
 The graphs are the model's three export-friendly parts, so every runtime runs the same
 stages the torch backend times:
@@ -9,8 +9,8 @@ stages the torch backend times:
 * ``decoder.onnx``        image_embedding, mask_logits, fine -> class_logits (B,C,S/4,S/4), presence (B,C)
   (the sparse prompts are derived from mask_logits inside this graph)
 
-``manifest.json`` records the input size, batch, class table, opset, model config,
-precision and sha256 of the source checkpoint and of each graph; the backends read it.
+The directory layout and ``manifest.json`` are defined in ``export_format`` (which the
+readers import); the command line is ``export_cli`` (``fusionsam-export``).
 
 We use the dynamo exporter (``torch.onnx.export(..., dynamo=True)``): the legacy
 TorchScript exporter fails on segment_anything's boolean index assignment.
@@ -23,14 +23,12 @@ a model object is at hand), the input size, precision and opset; a second start 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -42,26 +40,24 @@ import torch
 from torch import nn
 
 from fusionsam_model.data.classes import ClassTable
-from fusionsam_model.deploy.engine_cache import GRAPH_NAMES, graph_sha256, sha256_file
+from fusionsam_model.deploy.export_format import (
+    GRAPH_IO,
+    GRAPH_NAMES,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    ExportError,
+    export_cache_root,
+    external_data_files,
+    graph_sha256,
+    read_manifest,
+    sha256_file,
+)
 from fusionsam_model.modeling.model import FusionSAM
 
 LOG = logging.getLogger("fusionsam.export")
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "fusionsam-onnx/2"  # 2: front emits "fine", decoder takes it
 DEFAULT_OPSET = 18
-CACHE_ENV = "FUSIONSAM_CACHE_DIR"
 EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps a file at 2 GB: ViT-H weights go beside it
-
-GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "front": (("rgb", "thermal"), ("fused", "mask_logits", "fine")),
-    "image_encoder": (("fused",), ("image_embedding",)),
-    "decoder": (("image_embedding", "mask_logits", "fine"), ("class_logits", "presence")),
-}
-
-
-class ExportError(RuntimeError):
-    """An export directory is missing, incomplete or does not fit what was asked."""
 
 
 # ----------------------------------------------------------------------------- graph wrappers
@@ -233,7 +229,7 @@ def export_model(
         start = time.perf_counter()
         _export_graph(GRAPH_MODULES[name](model).eval(), examples[name], path, name, opset)
         seconds = time.perf_counter() - start
-        files = [path.name] + [p.name for p in _external_files(path)]
+        files = [path.name] + [p.name for p in external_data_files(path)]
         graphs[name] = {
             "file": path.name,
             "files": files,
@@ -263,53 +259,13 @@ def export_model(
     return manifest
 
 
-def _external_files(path: Path) -> list[Path]:
-    from fusionsam_model.deploy.engine_cache import external_data_files  # noqa: PLC0415
-
-    return external_data_files(path)
-
-
 def _io_shapes(path: Path, kind: str) -> dict[str, list[int]]:
     graph = onnx.load(str(path), load_external_data=False).graph
     values = graph.input if kind == "input" else graph.output
     return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
 
 
-# ----------------------------------------------------------------------------- reading exports
-
-
-def read_manifest(export_dir: Path, verify_hashes: bool = False) -> dict[str, Any]:
-    """Manifest of an export directory, checked for completeness (and hashes when asked)."""
-    export_dir = Path(export_dir)
-    path = export_dir / MANIFEST
-    if not path.is_file():
-        raise ExportError(
-            f"{export_dir} is not a FusionSAM export directory (no {MANIFEST}); "
-            "create one with fusionsam-export --checkpoint C --out DIR"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ExportError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ExportError(
-            f"{path} has format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}"
-        )
-    for name in GRAPH_NAMES:
-        entry = manifest.get("graphs", {}).get(name)
-        if entry is None:
-            raise ExportError(f"{path} lists no {name!r} graph")
-        for f in entry["files"]:
-            if not (export_dir / f).is_file():
-                raise ExportError(f"{export_dir / f} is missing (listed in {path}); re-export")
-        if verify_hashes and graph_sha256(export_dir / entry["file"]) != entry["sha256"]:
-            raise ExportError(f"{export_dir / entry['file']} does not match its sha256 in {path}")
-    return manifest
-
-
-def export_cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fusionsam"
-    return Path(base) / "onnx"
+# ----------------------------------------------------------------------------- export cache
 
 
 def cached_export(
@@ -388,94 +344,3 @@ def resolve_export_dir(
         cache_root=cache_root,
         source=source,
     )
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def compare_with_torch(model: FusionSAM, export_dir: Path, seed: int = 1) -> dict[str, float]:
-    """Max abs differences between onnxruntime (CPU) and the torch model on fresh random inputs."""
-    from fusionsam_model.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: PLC0415
-
-    backend = OnnxRuntimeBackend(export_dir, device="cpu")
-    s = backend.input_size
-    gen = torch.Generator().manual_seed(seed)
-    rgb = torch.rand(backend.batch_size, 3, s, s, generator=gen)
-    thermal = torch.rand(backend.batch_size, 1, s, s, generator=gen)
-    ref_model = model_at_input_size(model, s).float().eval()
-    with torch.inference_mode():
-        front = ref_model.forward_front(rgb, thermal)
-        embedding = ref_model.encode_image(front.fused)
-        logits, presence = ref_model.decode(embedding, front.mask_logits, front.fine)
-    out = backend.infer(rgb, thermal)
-    return {
-        "fused": (out.fused - front.fused).abs().max().item(),
-        "mask_logits": (out.mask_logits - front.mask_logits).abs().max().item(),
-        "class_logits": (out.class_logits - logits).abs().max().item(),
-        "presence": (out.presence - presence).abs().max().item(),
-        "class_id_agreement": (out.class_logits.argmax(1) == logits.argmax(1))
-        .float()
-        .mean()
-        .item(),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="fusionsam-export",
-        description="Export a FusionSAM checkpoint to three static-shape ONNX graphs + manifest.json.",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="project checkpoint (.pt) or preset:NAME for random weights (e.g. preset:tiny)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument(
-        "--size", type=int, default=None, help="input size S (default: the model's)"
-    )
-    parser.add_argument("--fp16", action="store_true", help="export fp16 weights and I/O")
-    parser.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
-    )
-    parser.add_argument("--batch", type=int, default=1, help="static batch size of the graphs")
-    parser.add_argument(
-        "--verify",
-        action="store_true",
-        help="compare onnxruntime (CPU) with PyTorch on random inputs (fp32 only)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("onnx_ir", "onnxscript"):  # one INFO line per rewritten constant
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.size is not None and (args.size <= 0 or args.size % 16):
-        parser.error(f"--size must be a positive multiple of 16, got {args.size}")
-    from fusionsam_model.runtime.checkpoint import CheckpointError  # noqa: PLC0415
-
-    try:
-        model, table, source = load_source(args.checkpoint, args.size)
-        start = time.perf_counter()
-        manifest = export_model(
-            model, args.out, table, args.size, args.fp16, args.opset, args.batch, source
-        )
-        total = time.perf_counter() - start
-    except (CheckpointError, ExportError, ValueError) as exc:
-        print(f"fusionsam-export: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"exported S={manifest['input_size']} {manifest['precision']} opset {args.opset} "
-        f"to {args.out} in {total:.1f} s"
-    )
-    for g in manifest["graphs"].values():
-        print(f"  {g['file']:<20} {g['bytes'] / 1e6:9.2f} MB  sha256 {g['sha256'][:16]}")
-    if args.verify:
-        if args.fp16:
-            print("  --verify skipped: fp16 graphs need a GPU runtime to compare meaningfully")
-        else:
-            diffs = compare_with_torch(model, args.out)
-            print("  onnxruntime vs torch: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup):
         seg.predict_batch(rgbs, thermals, return_fused=not args.no_fused)
-    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, "front", "total")}
+    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     wall0 = time.perf_counter()
     for _ in range(args.iters):
         t = seg.predict_batch(rgbs, thermals, return_fused=not args.no_fused)[0].timings
@@ -280,7 +280,7 @@ def compare(args: argparse.Namespace) -> list[tuple[str, str, float, float, dict
         p50 = {k: float(np.nanmedian(v)) for k, v in stages.items() if not np.isnan(v).all()}
         results.append((backend, precision, float(np.min(stages["total"])), p50["total"], p50))
     ref = next((r[3] for r in results if r[:2] == ("torch", "fp32")), float("nan"))
-    cols = ("preprocess", "lstg", "fmp", "front", "image_encoder", "decoder", "postprocess")
+    cols = STAGES
     print(
         f"\n{'backend':<13}{'precision':<10}{'min ms':>8}{'p50 ms':>8}{'pairs/s':>9}"
         f"{'x torch fp32':>13}" + "".join(f"{c:>14}" for c in cols) + "   (stage p50 ms)"

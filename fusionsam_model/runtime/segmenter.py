@@ -28,7 +28,10 @@ from fusionsam_model.runtime.preprocess import (
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "fusionsam_tiny_synth.pt"
 
-STAGES = ("preprocess", "lstg", "fmp", "image_encoder", "decoder", "postprocess")
+# Stage names of Prediction.timings. "front" is LSTG + FMP: one graph in an export (the
+# onnxruntime / TensorRT backends report only it), the sum of its two parts in torch.
+STAGES = ("preprocess", "lstg", "fmp", "front", "image_encoder", "decoder", "postprocess")
+EXPORTED_STAGES = ("preprocess", "front", "image_encoder", "decoder", "postprocess")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -36,7 +37,7 @@ class Backend(Protocol):
         ...
 
 
-# name -> "module:factory"; the export work adds onnxruntime / tensorrt entries.
+# name -> "module:factory"
 BACKENDS: dict[str, str] = {
     "torch": "fusionsam_model.runtime.backends.torch_backend:make_torch_backend",
     "onnxruntime": "fusionsam_model.runtime.backends.onnxruntime_backend:make_onnxruntime_backend",
@@ -49,6 +50,12 @@ def register_backend(name: str, target: str | Callable[..., Backend]) -> None:
     BACKENDS[name] = target
 
 
+# Exported backends run an export directory; asked for a checkpoint or a model they get
+# one exported on first use (cached). ONNX precision per backend: TensorRT builds its
+# fp16 engines from fp32 graphs.
+EXPORTED_BACKENDS = {"onnxruntime": "as_asked", "tensorrt": "fp32"}
+
+
 def make_backend(name: str, model_or_path: Any, **kw: Any) -> Backend:
     """Build the backend ``name`` from a FusionSAM model (torch) or exported graphs."""
     if name not in BACKENDS:
@@ -57,46 +64,33 @@ def make_backend(name: str, model_or_path: Any, **kw: Any) -> Backend:
     if isinstance(target, str):
         module, func = target.split(":")
         try:
-            factory = getattr(import_module(module), func)
+            backend_module = import_module(module)
         except ImportError as e:
             raise RuntimeError(f"backend {name!r} is not available here: {e}") from e
+        factory = getattr(backend_module, func)
+        preflight = getattr(backend_module, "preflight", None)
+        if preflight is not None:  # e.g. TensorRT missing: say so before exporting anything
+            preflight(**kw)
     else:
         factory = target
+    if name in EXPORTED_BACKENDS:
+        model_or_path = export_dir_for(name, model_or_path, **kw)
     return factory(model_or_path, **kw)
 
 
-StageRunner = Callable[[dict[str, float], str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+def export_dir_for(name: str, model_or_path: Any, **kw: Any) -> Path:
+    """The export directory an exported backend reads: given, or written once by the exporter."""
+    from fusionsam_model.deploy.export_format import is_export_dir  # noqa: PLC0415
 
+    if not isinstance(model_or_path, torch.nn.Module) and is_export_dir(Path(model_or_path)):
+        return Path(model_or_path)
+    from fusionsam_model.deploy.export import resolve_export_dir  # noqa: PLC0415 (the writer)
 
-def run_exported_graphs(
-    run_stage: StageRunner, rgb: torch.Tensor, thermal: torch.Tensor, batch_size: int
-) -> BackendOutput:
-    """Chain the three exported graphs (front -> image_encoder -> decoder) over any batch.
-
-    Exported graphs have a static batch, so the input is cut into chunks of
-    ``batch_size``, the last one padded by repeating its final pair. ``run_stage(timings,
-    graph, feeds)`` runs one graph and adds its time to ``timings``; onnxruntime and
-    TensorRT differ only there.
-    """
-    n = rgb.shape[0]
-    timings: dict[str, float] = {}
-    parts: list[dict[str, torch.Tensor]] = []
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, start + batch_size, device=rgb.device).clamp(max=n - 1)
-        front = run_stage(timings, "front", {"rgb": rgb[idx], "thermal": thermal[idx]})
-        enc = run_stage(timings, "image_encoder", {"fused": front["fused"]})
-        feeds = {"image_embedding": enc["image_embedding"], "mask_logits": front["mask_logits"]}
-        dec = run_stage(timings, "decoder", {**feeds, "fine": front["fine"]})
-        keep = min(batch_size, n - start)
-        parts.append({k: v[:keep] for k, v in {**front, **dec}.items()})
-
-    def cat(key: str) -> torch.Tensor:
-        return torch.cat([p[key] for p in parts]).float()
-
-    return BackendOutput(
-        class_logits=cat("class_logits"),
-        presence=cat("presence"),
-        fused=cat("fused"),
-        mask_logits=cat("mask_logits"),
-        timings=timings,
+    fp16 = EXPORTED_BACKENDS[name] == "as_asked" and kw.get("precision") == "fp16"
+    cache = kw.get("cache_dir")
+    return resolve_export_dir(
+        model_or_path,
+        input_size=kw.get("input_size"),
+        fp16=fp16,
+        cache_root=Path(cache) if cache else None,
     )

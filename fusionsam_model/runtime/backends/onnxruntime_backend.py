@@ -12,7 +12,6 @@ what each session really got (onnxruntime silently falls back when a provider ca
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from fusionsam_model.deploy.export import read_manifest, resolve_export_dir
-from fusionsam_model.runtime.backends import BackendOutput, run_exported_graphs
+from fusionsam_model.deploy.export_format import GRAPH_NAMES
+from fusionsam_model.runtime.backends.exported import ExportedGraphsBackend
 from fusionsam_model.runtime.threads import ort_session_options
 
 LOG = logging.getLogger("fusionsam.backends.onnxruntime")
 
-GRAPHS = ("front", "image_encoder", "decoder")
-STAGE_OF_GRAPH = {"front": "front", "image_encoder": "image_encoder", "decoder": "decoder"}
 ORT_TYPES: dict[str, tuple[torch.dtype, type]] = {
     "tensor(float)": (torch.float32, np.float32),
     "tensor(float16)": (torch.float16, np.float16),
@@ -69,8 +66,8 @@ def select_providers(
     return [*wanted, "CPUExecutionProvider"]
 
 
-class OnnxRuntimeBackend:
-    """Runs an export directory (see ``fusionsam_model.deploy.export``) with onnxruntime."""
+class OnnxRuntimeBackend(ExportedGraphsBackend):
+    """Runs an export directory (see ``fusionsam_model.deploy.export_format``) with onnxruntime."""
 
     name = "onnxruntime"
 
@@ -80,10 +77,10 @@ class OnnxRuntimeBackend:
         device: str | torch.device = "cpu",
         precision: str | None = None,
         threads: int | None = None,
+        input_size: int | None = None,
     ) -> None:
-        self.export_dir = Path(export_dir)
-        self.manifest = read_manifest(self.export_dir)
-        self.precision = self.manifest["precision"]
+        super().__init__(export_dir, input_size)
+        self.precision = self.graph_precision
         if precision is not None and precision != self.precision:
             raise ValueError(
                 f"{self.export_dir} holds {self.precision} graphs but precision={precision!r} "
@@ -92,9 +89,6 @@ class OnnxRuntimeBackend:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
-        self.input_size = int(self.manifest["input_size"])
-        self.num_classes = int(self.manifest["num_classes"])
-        self.batch_size = int(self.manifest["batch_size"])
         available = ort.get_available_providers()
         providers = select_providers(
             self.device, available, self.export_dir, self.precision == "fp16"
@@ -102,7 +96,7 @@ class OnnxRuntimeBackend:
         # no spin-waiting: it starves torch, OpenCV and other processes on shared cores
         options = ort_session_options(threads)
         self.sessions: dict[str, ort.InferenceSession] = {}
-        for graph in GRAPHS:
+        for graph in GRAPH_NAMES:
             path = self.export_dir / self.manifest["graphs"][graph]["file"]
             self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
         got = self.sessions["image_encoder"].get_providers()
@@ -128,7 +122,7 @@ class OnnxRuntimeBackend:
                 io[kind][v.name] = (tuple(int(d) for d in v.shape), *ORT_TYPES[v.type])
         return io
 
-    def _run(self, graph: str, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def run_graph(self, graph: str, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One graph; inputs the graph does not declare (e.g. pruned ones) are skipped."""
         session, io = self.sessions[graph], self._io[graph]
         binding = session.io_binding()
@@ -152,34 +146,16 @@ class OnnxRuntimeBackend:
         session.run_with_iobinding(binding)
         return outputs
 
-    def _timed(self, timings: dict[str, float], graph: str, feeds: dict[str, torch.Tensor]):
-        t0 = time.perf_counter()
-        out = self._run(graph, feeds)
-        stage = STAGE_OF_GRAPH[graph]
-        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
-        return out
-
-    def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
-        """Any batch: split into the graphs' static batch, the last chunk padded by repetition."""
-        return run_exported_graphs(self._timed, rgb, thermal, self.batch_size)
-
 
 def make_onnxruntime_backend(
-    model_or_path: Any,
+    export_dir: str | Path,
     device: str = "cpu",
     precision: str = "fp32",
     input_size: int | None = None,
     threads: int | None = None,
-    cache_dir: str | Path | None = None,
     **_: Any,
 ) -> OnnxRuntimeBackend:
-    """From an export directory, a checkpoint path or a FusionSAM model (exported once, cached)."""
+    """From an export directory (``make_backend`` exports a checkpoint or model first)."""
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"onnxruntime backend supports precision fp32 or fp16, got {precision!r}")
-    export_dir = resolve_export_dir(
-        model_or_path,
-        input_size=input_size,
-        fp16=precision == "fp16",
-        cache_root=Path(cache_dir) if cache_dir else None,
-    )
-    return OnnxRuntimeBackend(export_dir, device=device, precision=precision, threads=threads)
+    return OnnxRuntimeBackend(export_dir, device, precision, threads, input_size)

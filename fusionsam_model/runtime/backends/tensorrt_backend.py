@@ -18,12 +18,11 @@ from typing import Any
 import torch
 
 from fusionsam_model.deploy.engine_cache import EngineCacheError, ensure_engines, import_tensorrt
-from fusionsam_model.deploy.export import read_manifest, resolve_export_dir
-from fusionsam_model.runtime.backends import BackendOutput, run_exported_graphs
+from fusionsam_model.deploy.export_format import GRAPH_NAMES
+from fusionsam_model.runtime.backends import BackendOutput
+from fusionsam_model.runtime.backends.exported import ExportedGraphsBackend
 
 LOG = logging.getLogger("fusionsam.backends.tensorrt")
-
-GRAPHS = ("front", "image_encoder", "decoder")
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
@@ -80,7 +79,7 @@ class _EngineRunner:
         return {name: t.clone() for name, t in self.outputs.items()}
 
 
-class TensorRTBackend:
+class TensorRTBackend(ExportedGraphsBackend):
     """Runs an export directory with TensorRT engines (built or loaded from the cache)."""
 
     name = "tensorrt"
@@ -92,6 +91,7 @@ class TensorRTBackend:
         precision: str = "fp16",
         workspace_gb: float = 4.0,
         cache_dir: str | Path | None = None,
+        input_size: int | None = None,
     ) -> None:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"tensorrt backend supports precision fp32 or fp16, got {precision!r}")
@@ -104,20 +104,16 @@ class TensorRTBackend:
             )
         if self.device.index is not None:
             torch.cuda.set_device(self.device)
-        self.export_dir = Path(export_dir)
-        self.manifest = read_manifest(self.export_dir)
-        if self.manifest["precision"] != "fp32":
+        super().__init__(export_dir, input_size)
+        if self.graph_precision != "fp32":
             LOG.warning(
                 "%s holds fp16 graphs; TensorRT builds best from fp32 ONNX", self.export_dir
             )
         self.precision = precision
-        self.input_size = int(self.manifest["input_size"])
-        self.num_classes = int(self.manifest["num_classes"])
-        self.batch_size = int(self.manifest["batch_size"])
         engines = ensure_engines(self.export_dir, cache_dir, precision == "fp16", workspace_gb)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.runners = {
-            g: _EngineRunner(trt, self.runtime, engines[g], self.device) for g in GRAPHS
+            g: _EngineRunner(trt, self.runtime, engines[g], self.device) for g in GRAPH_NAMES
         }
         LOG.info(
             "TensorRT %s engines loaded: %s",
@@ -125,40 +121,45 @@ class TensorRTBackend:
             {g: str(p) for g, p in engines.items()},
         )
 
-    def _timed(self, timings: dict[str, float], stage: str, feeds: dict[str, torch.Tensor]):
+    def run_graph(self, graph: str, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.runners[graph](feeds)
+
+    def timed_run(
+        self, timings: dict[str, float], graph: str, feeds: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """GPU time of the graph from CUDA events (wall time would include the queue)."""
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        out = self.runners[stage](feeds)
+        out = self.run_graph(graph, feeds)
         end.record()
         end.synchronize()
-        timings[stage] = timings.get(stage, 0.0) + start.elapsed_time(end)
+        timings[graph] = timings.get(graph, 0.0) + start.elapsed_time(end)
         return out
 
     @torch.inference_mode()
     def infer(self, rgb: torch.Tensor, thermal: torch.Tensor) -> BackendOutput:
         rgb = rgb.to(self.device, non_blocking=True)
         thermal = thermal.to(self.device, non_blocking=True)
-        return run_exported_graphs(self._timed, rgb, thermal, self.batch_size)
+        return super().infer(rgb, thermal)
+
+
+def preflight(device: str = "cuda", **_: Any) -> None:
+    """Fail before any export work when TensorRT or a CUDA device is missing."""
+    import_tensorrt()
+    if str(device) == "cpu":
+        raise EngineCacheError("the tensorrt backend needs device 'cuda' (got 'cpu')")
 
 
 def make_tensorrt_backend(
-    model_or_path: Any,
+    export_dir: str | Path,
     device: str = "cuda",
     precision: str = "fp16",
     input_size: int | None = None,
     workspace_gb: float = 4.0,
-    cache_dir: str | Path | None = None,
     engine_cache_dir: str | Path | None = None,
     **_: Any,
 ) -> TensorRTBackend:
-    """From an export directory, a checkpoint or a FusionSAM model (fp32 ONNX exported once)."""
-    import_tensorrt()  # fail fast, before any export work
-    if str(device) == "cpu":
-        raise EngineCacheError("the tensorrt backend needs device 'cuda' (got 'cpu')")
-    export_dir = resolve_export_dir(
-        model_or_path,
-        input_size=input_size,
-        fp16=False,
-        cache_root=Path(cache_dir) if cache_dir else None,
+    """From an export directory of fp32 graphs (``make_backend`` exports a checkpoint first)."""
+    return TensorRTBackend(
+        export_dir, device, precision, workspace_gb, engine_cache_dir, input_size
     )
-    return TensorRTBackend(export_dir, device, precision, workspace_gb, engine_cache_dir)

@@ -80,6 +80,7 @@ class TorchBackend:
             timings, "lstg", lambda: m.encode_latents(rgb, thermal, inference=True)
         )
         front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb))
+        timings["front"] = timings["lstg"] + timings["fmp"]  # the exported graph's stage
         if self.compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # outputs of the last call are done with
         embedding = self._timed(timings, "image_encoder", lambda: self._encode_image(front.fused))
