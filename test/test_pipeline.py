@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_fusionsam_node
+from conftest import DISCOVERY_TIMEOUT_S, start_fusionsam_node, wait_until
 
 from fusionsam_ros.bag_writer import write_bag
 
@@ -43,6 +43,22 @@ def start(module: str, args: list[str], env: dict[str, str], log: Path) -> subpr
     )
 
 
+def wait_for_graph(client, endpoints: dict[str, tuple[str, str]], timeout_s: float) -> bool:
+    """Until every ``topic: (publishing node, subscribing node)`` is in the ROS graph as
+    this process sees it: both processes' endpoints are created and announced, so
+    playback does not start while discovery is still under way (a loaded machine)."""
+
+    def present() -> bool:
+        for topic, (pub_node, sub_node) in endpoints.items():
+            pubs = {i.node_name for i in client.node.get_publishers_info_by_topic(topic)}
+            subs = {i.node_name for i in client.node.get_subscriptions_info_by_topic(topic)}
+            if (pub_node and pub_node not in pubs) or sub_node not in subs:
+                return False
+        return True
+
+    return wait_until(present, timeout_s, 0.1)
+
+
 def play(bag: Path, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()) -> None:
     player = start(
         "fusionsam_ros.bag_player", [str(bag), "--wait-for-subscribers", "60", *extra], env, log
@@ -51,7 +67,11 @@ def play(bag: Path, env: dict[str, str], log: Path, extra: tuple[str, ...] = ())
 
 
 def test_streaming_report_equals_offline_evaluation(
-    tmp_path: Path, drive: tuple[Path, Path], ros_env: dict[str, str], tiny_checkpoint: Path
+    tmp_path: Path,
+    drive: tuple[Path, Path],
+    ros_env: dict[str, str],
+    tiny_checkpoint: Path,
+    ros_client,
 ) -> None:
     import torch
 
@@ -73,6 +93,19 @@ def test_streaming_report_equals_offline_evaluation(
             ros_env,
             tmp_path / "evaluator.log",
         )
+        # real conditions, not sleeps: the node is ready (above), the evaluator's
+        # subscriptions and the node's mask publisher are in the graph; the player then
+        # waits until its own publishers are matched (--wait-for-subscribers)
+        graph = {
+            "/fusionsam/semantic": ("fusionsam_node", "fusionsam_evaluator"),
+            "/label/image": ("", "fusionsam_evaluator"),
+            "/label/name": ("", "fusionsam_evaluator"),
+            "/rgb/image": ("", "fusionsam_node"),
+            "/thermal/image": ("", "fusionsam_node"),
+        }
+        assert wait_for_graph(ros_client, graph, 4 * DISCOVERY_TIMEOUT_S), (
+            tmp_path / "evaluator.log"
+        ).read_text() + node.output()
         play(bag, ros_env, tmp_path / "player.log")
         assert evaluator.wait(90) == 0, (tmp_path / "evaluator.log").read_text() + node.output()
     finally:
