@@ -196,6 +196,58 @@ def offline_check(segmenter: Any, dataset: Any, report: dict[str, Any]) -> str:
     )
 
 
+def launch_tools() -> str | None:
+    """The ``ros2`` command when launch_ros and the package's ament registration are there."""
+    import importlib.util
+    import shutil
+
+    ros2 = shutil.which(
+        "ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    registered = Path(sys.prefix, "share/ament_index/resource_index/packages/fusionsam_ros")
+    if ros2 and importlib.util.find_spec("launch_ros") and registered.is_file():
+        return ros2
+    return None
+
+
+def run_launch(
+    out: Path,
+    bag: Path,
+    checkpoint: Path,
+    frames: int,
+    rate: float,
+    overlays: int,
+    env: dict[str, str],
+    logs: Path,
+    node_params: tuple[str, ...],
+    evaluator_args: tuple[str, ...],
+) -> dict[str, Any]:
+    """Node + evaluator + player as ``ros2 launch fusionsam_ros demo.launch.py``."""
+    import shlex
+
+    env = dict(env)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(
+        p for p in (sys.prefix, env.get("AMENT_PREFIX_PATH", "")) if p
+    )
+    cmd = [launch_tools(), "launch", "fusionsam_ros", "demo.launch.py", f"bag:={bag}"]
+    cmd += [f"out:={out}", f"count:={frames}", f"rate:={rate:.6g}", f"checkpoint:={checkpoint}"]
+    cmd += [f"overlays:={overlays}", f"node_params:={shlex.join(node_params)}"]
+    cmd += [f"evaluator_args:={shlex.join(evaluator_args)}"]
+    launch = Process("launch", cmd, env, logs)
+    log(
+        f"ros2 launch fusionsam_ros demo.launch.py on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+        f"(log {launch.log_path})"
+    )
+    try:
+        code = launch.wait(3600)
+    finally:
+        launch.stop()
+    report_path = out / "report.json"
+    if code != 0 or not report_path.is_file():
+        raise DemoError(f"ros2 launch demo.launch.py: exit {code}, no report:\n{launch.tail(30)}")
+    return json.loads(report_path.read_text())
+
+
 def run_pipeline(
     out: Path,
     bag: Path,
@@ -210,6 +262,10 @@ def run_pipeline(
     env = ros_environment(domain_id)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if launch_tools():
+        return run_launch(
+            out, bag, checkpoint, frames, rate, overlays, env, logs, node_params, evaluator_args
+        )
     py = sys.executable
     processes: list[Process] = []
     try:
@@ -290,32 +346,30 @@ def run_pipeline(
 
 
 class RoadScenePairs:
-    """RoadScene's ``visible/`` + ``infrared/`` pairs as label-less samples (``label`` None),
-    ``limit`` of them spread evenly over the set (consecutive names are near-duplicates)."""
+    """``limit`` RoadScene pairs (``fusionsam_model.data.unlabelled.UnlabelledPairs``) spread
+    evenly over the set (consecutive names are near-duplicates), with ``label`` None so the
+    bag gets no label topic."""
 
     def __init__(self, root: Path, limit: int) -> None:
-        visible = {p.name for p in (root / "visible").glob("*.jpg")}
-        names = sorted(visible & {p.name for p in (root / "infrared").glob("*.jpg")})
-        if not names:
-            raise DemoError(f"no visible/infrared pairs in {root}")
-        keep = sorted({round(i) for i in np.linspace(0, len(names) - 1, min(limit, len(names)))})
-        self.root, self.files = root, [names[i] for i in keep]
-        self.names = [Path(f).stem for f in self.files]
-        self.total = len(names)
+        from fusionsam_model.data.datasets import DatasetError
+        from fusionsam_model.data.unlabelled import UnlabelledPairs
+
+        try:
+            self.pairs = UnlabelledPairs(root)
+        except DatasetError as exc:
+            raise DemoError(str(exc)) from exc
+        count = min(limit, len(self.pairs))
+        self.indices = sorted({round(i) for i in np.linspace(0, len(self.pairs) - 1, count)})
+        self.names = [self.pairs.names[i] for i in self.indices]
+        self.total = len(self.pairs)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.indices)
 
     def __getitem__(self, i: int) -> Any:
-        import cv2
+        import dataclasses
 
-        from fusionsam_model.data.datasets import Sample
-
-        bgr = cv2.imread(str(self.root / "visible" / self.files[i]), cv2.IMREAD_COLOR)
-        thermal = cv2.imread(str(self.root / "infrared" / self.files[i]), cv2.IMREAD_GRAYSCALE)
-        if bgr is None or thermal is None:
-            raise DemoError(f"cannot read the pair {self.files[i]} under {self.root}")
-        return Sample(self.names[i], np.ascontiguousarray(bgr[..., ::-1]), thermal, None)
+        return dataclasses.replace(self.pairs[self.indices[i]], label=None)
 
 
 def prepare_real_drive(out: Path, root: Path, frames: int, camera_hz: float) -> RoadScenePairs:
@@ -350,38 +404,30 @@ def prepare_real_drive(out: Path, root: Path, frames: int, camera_hz: float) -> 
     return pairs
 
 
-def fusion_metric_lines(pairs: RoadScenePairs, folder: Path) -> list[str]:
-    """Means of the no-reference fusion metrics over the fused frames the evaluator kept,
-    with the same metrics of the visible and infrared inputs for scale."""
-    import cv2
+def fusion_metric_lines(pairs: RoadScenePairs, report: dict[str, Any]) -> list[str]:
+    """The evaluator's means of the no-reference fusion metrics over every fused frame it
+    received, with the same metrics of the visible and infrared inputs for scale."""
+    fused = report.get("fusion_metrics")
+    if not fused:
+        return ["fusion metrics: none in the report (no fused frame arrived)"]
+    from fusionsam_model.evaluation.fusion_metrics import compute_no_reference
 
-    try:
-        from fusionsam_model.evaluation import fusion_metrics
-    except ImportError:
-        return [
-            "fusion metrics: pending (fusionsam_model/evaluation/fusion_metrics.py is not "
-            "in this tree yet)"
-        ]
-    by_name = {name: i for i, name in enumerate(pairs.names)}
-    rows: dict[str, list[dict[str, float]]] = {"fused": [], "visible": [], "infrared": []}
-    for path in sorted(folder.glob("fused_*.png")):
-        index = by_name.get(path.stem.removeprefix("fused_"))
-        if index is None:
-            continue
-        sample = pairs[index]
-        fused = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
-        infrared = np.repeat(sample.thermal[..., None], 3, axis=2)
-        for key, image in (("fused", fused), ("visible", sample.rgb), ("infrared", infrared)):
-            rows[key].append(fusion_metrics.compute_no_reference(image))
-    if not rows["fused"]:
-        return ["fusion metrics: no fused frame was kept"]
-    names = fusion_metrics.NO_REFERENCE_METRICS
+    inputs: dict[str, list[dict[str, float]]] = {"visible": [], "infrared": []}
+    for i in range(len(pairs)):
+        sample = pairs[i]
+        inputs["visible"].append(compute_no_reference(sample.rgb))
+        infrared = np.repeat(sample.thermal[..., None], 3, axis=2)  # scored like an RGB image
+        inputs["infrared"].append(compute_no_reference(infrared))
+    names = list(fused["means"])
+    rows = {"fused": fused["means"]}
+    rows.update(
+        {k: {m: float(np.mean([v[m] for v in vals])) for m in names} for k, vals in inputs.items()}
+    )
     lines = [
-        f"fusion metrics (no-reference, mean over {len(rows['fused'])} fused frames; "
-        "the inputs' own values for scale):"
+        f"fusion metrics (no-reference, mean over {fused['frames']} fused frames; "
+        f"the {len(pairs)} inputs' own values for scale):"
     ]
-    for key, values in rows.items():
-        means = {m: float(np.mean([v[m] for v in values])) for m in names}
+    for key, means in rows.items():
         lines.append(f"  {key:<8} " + ", ".join(f"{m} {means[m]:.3f}" for m in names))
     return lines
 
@@ -441,7 +487,7 @@ def real_camera_demo(
         " on these frames"
     )
     print(summary_text(report))
-    for line in fusion_metric_lines(pairs, real):
+    for line in fusion_metric_lines(pairs, report):
         print(line)
     if (real / "overlay_strip.png").is_file():
         print(f"overlays: {real / 'overlay_strip.png'} (real frames; no labels, so no mIoU)")

@@ -180,7 +180,7 @@ class FusionSAMPipeline:
         self.pairer = make_pairer(p.sync_queue_size, p.sync_slop_s, self._on_pair)
         self._worker: threading.Thread | None = None
         self.time_jumps = TimeJumpDetector()
-        self.transport = TransportEvents()
+        self.transport = TransportEvents(lambda text: self._report_error("transport", text))
         # ROS time going back (use_sim_time, a bag that restarts): reset the pairing state
         self._clock_jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(
@@ -252,7 +252,8 @@ class FusionSAMPipeline:
             self._io.append(subscription)
         self._pub_qos = pub_qos
         self._update_publishers()
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if not hasattr(self, "diagnostics_pub"):  # kept across deactivate/activate
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._io.append(self.create_timer(p.diagnostics_period_s, self._publish_diagnostics))
 
         self._worker = threading.Thread(

@@ -254,6 +254,7 @@ def test_ros2_run_managed_node_driven_by_ros2_lifecycle(
         stamp = publish_pair(ros_client, ns, RGB, THERMAL)
         assert output_for(ros_client, mask_topic, stamp) is not None, proc.output()
     finally:
+        ros2(env, "daemon", "stop")
         t0 = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
         code = proc.proc.wait(15)
