@@ -140,8 +140,9 @@ def test_colour_thermal_and_empty_payloads_are_refused() -> None:
 
 
 # --- the node with both inputs compressed --------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def compressed_node(ros_env, tmp_path_factory, tiny_checkpoint):
+    """Function-scoped: a second node on the domain would answer the bag tests' frames too."""
     proc = start_fusionsam_node(
         ros_env,
         tmp_path_factory.mktemp("cnode"),
