@@ -9,6 +9,7 @@ reliable subscriber) gives ``incompatible_qos``. Both are counted per input here
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from rclpy.event_handler import (
     QoSMessageLostInfo,
@@ -20,7 +21,9 @@ from rclpy.event_handler import (
 class TransportEvents:
     """Counters fed by the QoS event callbacks of the node's input subscriptions."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[str], None] | None = None) -> None:
+        """``report`` gets a one-line text for every loss event (the node logs it)."""
+        self._report = report
         self._lock = threading.Lock()
         self.lost: dict[str, int] = {}
         self.incompatible: dict[str, int] = {}
@@ -36,6 +39,12 @@ class TransportEvents:
         def on_lost(info: QoSMessageLostInfo) -> None:
             with self._lock:
                 self.lost[what] += info.total_count_change
+            if self._report is not None:
+                self._report(
+                    f"{info.total_count_change} {what} message(s) lost in transport "
+                    f"({info.total_count} so far): frames too large for the DDS "
+                    "configuration (FASTDDS_DEFAULT_PROFILES_FILE) or a congested link"
+                )
 
         def on_incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
             with self._lock:

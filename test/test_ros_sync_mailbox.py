@@ -170,3 +170,30 @@ def test_close_wakes_a_waiting_worker() -> None:
     box.close()
     worker.join(2)
     assert not worker.is_alive() and result == [None]
+
+
+def test_message_filters_pairer_reset_empties_its_queues() -> None:
+    pytest.importorskip("message_filters")
+    from sensor_msgs.msg import Image
+
+    from fusionsam_ros.sync import MessageFiltersPairer, stamp_ns
+
+    def image(t_ms: int) -> Image:  # message_filters reads real builtin_interfaces stamps
+        m = Image()
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(t_ms * MS, 1_000_000_000)
+        return m
+
+    pairs: list = []
+    p = MessageFiltersPairer(
+        5, 0.01, lambda r, t: pairs.append((stamp_ns(r) // MS, stamp_ns(t) // MS))
+    )
+    hour = 3_600_000
+    p.add_rgb(image(1000 + hour))
+    p.add_rgb(image(2000))
+    assert p.reset() == 2 and p.sync_misses == 2
+    p.add_thermal(image(2000))  # its partner went with the reset
+    assert pairs == []
+    for k in range(3):
+        p.add_rgb(image(3000 + 100 * k))
+        p.add_thermal(image(3000 + 100 * k + 2))
+    assert pairs == [(3000, 3002), (3100, 3102), (3200, 3202)]

@@ -1,0 +1,119 @@
+"""Big frames and transport losses under the default ``qos: sensor_data`` (best effort):
+with config/fastdds_camera_profile.xml a 4K RGB + 1280x1024 mono16 pair reaches the node
+and gets a mask; with a port queue too small for the frame's fragments, the frames DDS
+drops show up as ``transport_lost`` in /diagnostics (WARN) instead of vanishing."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from conftest import FASTDDS_PROFILE, make_image, start_fusionsam_node, wait_until
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+from fusionsam_ros.node import DIAGNOSTIC_NAME
+
+PARAMS = {
+    "publish_color": False,
+    "publish_overlay": False,
+    "publish_fused": False,
+    "diagnostics_period_s": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def nodes(ros_env, tmp_path_factory, tiny_checkpoint):
+    """(node with the project profile, node whose shared-memory port queue holds 16
+    fragments), started side by side on their own topics."""
+    d = tmp_path_factory.mktemp("transport")
+    small = d / "small_queue.xml"
+    text = FASTDDS_PROFILE.read_text()
+    small.write_text(re.sub(r"<port_queue_capacity>\d+<", "<port_queue_capacity>16<", text))
+    assert "<port_queue_capacity>16<" in small.read_text()
+    big = start_fusionsam_node(
+        ros_env,
+        d,
+        checkpoint=tiny_checkpoint,
+        params={**PARAMS, "rgb_topic": "big/rgb", "thermal_topic": "big/thermal"},
+        name="big",
+        ready_timeout_s=0,
+    )
+    lossy = start_fusionsam_node(
+        {**ros_env, "FASTDDS_DEFAULT_PROFILES_FILE": str(small)},
+        d,
+        checkpoint=tiny_checkpoint,
+        params={**PARAMS, "rgb_topic": "lossy/rgb", "thermal_topic": "lossy/thermal"},
+        name="lossy",
+        ready_timeout_s=0,
+    )
+    for proc in (big, lossy):
+        assert proc.wait_for_output("ready:", 120.0), proc.output()
+    yield big, lossy
+    for proc in (big, lossy):
+        if proc.returncode is None:
+            proc.stop()
+
+
+def frame_pair(w: int, h: int, stamp: int) -> tuple:
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:, : w // 2] = 200
+    thermal = np.full((1024, 1280), 30000, np.uint16)
+    return make_image(rgb, "rgb8", stamp), make_image(thermal, "mono16", stamp)
+
+
+def test_4k_rgb_and_mono16_thermal_arrive_under_sensor_data(ros_client, nodes):
+    big, _ = nodes
+    rgb_pub = ros_client.publisher("big/rgb")
+    thermal_pub = ros_client.publisher("big/thermal")
+    masks = ros_client.subscribe("fusionsam/semantic")
+    assert ros_client.wait_for_peers(), big.output()
+    stamp = time.time_ns()
+    rgb, thermal = frame_pair(3840, 2160, stamp)
+    rgb_pub.publish(rgb)
+    thermal_pub.publish(thermal)
+
+    def arrived() -> bool:
+        return any(
+            m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp
+            for m in ros_client.received("fusionsam/semantic")
+        )
+
+    assert wait_until(arrived, 60.0), big.output()[-2000:]
+    mask = next(m for m in masks if m.header.stamp == rgb.header.stamp)
+    assert (mask.width, mask.height) == (3840, 2160)
+
+
+def test_frames_dropped_by_the_middleware_are_counted(ros_client, nodes):
+    _, lossy = nodes
+    rgb_pub = ros_client.publisher("lossy/rgb")
+    thermal_pub = ros_client.publisher("lossy/thermal")
+    ros_client.subscribe("/diagnostics", DiagnosticArray)
+    assert ros_client.wait_for_peers(), lossy.output()
+    start = len(ros_client.received("/diagnostics"))
+    for k in range(5):  # 6.2 MB frames: ~95 fragments each for a 16-entry queue
+        rgb, thermal = frame_pair(1920, 1080, time.time_ns() + k)
+        rgb_pub.publish(rgb)
+        thermal_pub.publish(thermal)
+
+    def counted() -> bool:
+        """The lossy node logged the loss and a WARN status counts it (both nodes share
+        /diagnostics; only the lossy one can have transport_lost.rgb > 0 here)."""
+        if "lost in transport" not in lossy.output():
+            return False
+        for array in ros_client.received("/diagnostics")[start:]:
+            for status in array.status:
+                values = {kv.key: kv.value for kv in status.values}
+                if (
+                    status.name == DIAGNOSTIC_NAME
+                    and int(values.get("transport_lost.rgb", 0)) > 0
+                    and status.level == DiagnosticStatus.WARN
+                ):
+                    return True
+        return False
+
+    assert wait_until(counted, 30.0), lossy.output()[-2000:]
+    line = next(ln for ln in lossy.output().splitlines() if "lost in transport" in ln)
+    print("node log:", line)
+    assert "skipped input [transport]" in line
