@@ -196,6 +196,58 @@ def offline_check(segmenter: Any, dataset: Any, report: dict[str, Any]) -> str:
     )
 
 
+def launch_tools() -> str | None:
+    """The ``ros2`` command when launch_ros and the package's ament registration are there."""
+    import importlib.util
+    import shutil
+
+    ros2 = shutil.which(
+        "ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    registered = Path(sys.prefix, "share/ament_index/resource_index/packages/fusionsam_ros")
+    if ros2 and importlib.util.find_spec("launch_ros") and registered.is_file():
+        return ros2
+    return None
+
+
+def run_launch(
+    out: Path,
+    bag: Path,
+    checkpoint: Path,
+    frames: int,
+    rate: float,
+    overlays: int,
+    env: dict[str, str],
+    logs: Path,
+    node_params: tuple[str, ...],
+    evaluator_args: tuple[str, ...],
+) -> dict[str, Any]:
+    """Node + evaluator + player as ``ros2 launch fusionsam_ros demo.launch.py``."""
+    import shlex
+
+    env = dict(env)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(
+        p for p in (sys.prefix, env.get("AMENT_PREFIX_PATH", "")) if p
+    )
+    cmd = [launch_tools(), "launch", "fusionsam_ros", "demo.launch.py", f"bag:={bag}"]
+    cmd += [f"out:={out}", f"count:={frames}", f"rate:={rate:.6g}", f"checkpoint:={checkpoint}"]
+    cmd += [f"overlays:={overlays}", f"node_params:={shlex.join(node_params)}"]
+    cmd += [f"evaluator_args:={shlex.join(evaluator_args)}"]
+    launch = Process("launch", cmd, env, logs)
+    log(
+        f"ros2 launch fusionsam_ros demo.launch.py on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+        f"(log {launch.log_path})"
+    )
+    try:
+        code = launch.wait(3600)
+    finally:
+        launch.stop()
+    report_path = out / "report.json"
+    if code != 0 or not report_path.is_file():
+        raise DemoError(f"ros2 launch demo.launch.py: exit {code}, no report:\n{launch.tail(30)}")
+    return json.loads(report_path.read_text())
+
+
 def run_pipeline(
     out: Path,
     bag: Path,
@@ -210,6 +262,10 @@ def run_pipeline(
     env = ros_environment(domain_id)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if launch_tools():
+        return run_launch(
+            out, bag, checkpoint, frames, rate, overlays, env, logs, node_params, evaluator_args
+        )
     py = sys.executable
     processes: list[Process] = []
     try:
