@@ -137,3 +137,32 @@ def test_fusion_eval_on_a_plain_folder_pair_has_no_ranks(tiny_checkpoint, tmp_pa
     assert result["published_methods"] == [] and all("rank" not in r for r in result["table"])
     assert set(result["ours"]) == set(fm.METRICS)
     assert fb.main(["--data", str(tmp_path), "--out", str(out)]) == 2  # no known layout
+
+
+def test_offline_evaluator_reports_fused_image_metrics(tiny_checkpoint, tmp_path):
+    from fusionsam_model.data import synth
+    from fusionsam_model.data.datasets import open_dataset
+    from fusionsam_model.runtime.segmenter import Segmenter
+    from training.evaluate import evaluate
+
+    synth.generate(tmp_path / "synth", 8, 5, "mfnet", progress=False)
+    dataset = open_dataset(tmp_path / "synth", "test")
+    segmenter = Segmenter.from_checkpoint(tiny_checkpoint)
+    result = evaluate(segmenter, dataset, limit=2)
+    expected = fm.FusionMeter()
+    for i in range(2):
+        s = dataset[i]
+        expected.update(fm.compute_no_reference(segmenter.predict(s.rgb, s.thermal).fused))
+    assert set(result["fusion_metrics"]) == set(fm.NO_REFERENCE_METRICS)
+    for k, v in expected.means().items():
+        assert result["fusion_metrics"][k] == pytest.approx(v, rel=1e-6)
+
+
+def test_stream_report_lists_fused_image_metrics():
+    from fusionsam_ros.stream_evaluator import _fusion_lines
+
+    assert _fusion_lines({}) == []
+    report = {
+        "fusion_metrics": {"frames": 3, "kind": "fused image only", "means": {"Entropy": 6.5}}
+    }
+    assert _fusion_lines(report)[0] == "Fused image (3 frames, fused image only): Entropy 6.5."

@@ -14,7 +14,7 @@ Data layouts: VIFB (``input/VI``, ``input/IR``, ``fused/<name>_<method>.jpg``,
 
 Published values: the 13 VIFB metrics come from the benchmark's own ``metrics.csv``
 (averaged over the same pairs we score); VIF and SCD are not in it and are computed here
-from the published fused images (cached in ``--out``). Only methods whose fused images
+from the published fused images (cached in ``--published-cache``). Only methods whose fused images
 are present are ranked (VIFB's ``metrics.csv`` also lists MST_SR, whose images are not
 shipped, so its values could not be checked by the reproduction test).
 """
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if vifb_root is not None and (vifb_root / "metrics.csv").is_file():
         methods = published_methods(vifb_root, names)
         raw = published_scores(
-            vifb_root, names, methods, out / "published_vif_scd.json", not args.no_published_extra
+            vifb_root, names, methods, Path(args.published_cache), not args.no_published_extra
         )
         published = {
             m: {k: float(np.mean([raw[m][n][k] for n in names])) for k in raw[m][names[0]]}
@@ -363,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--strip-rows", type=int, default=4, help="pairs shown in fusion_strip.png")
+    p.add_argument(
+        "--published-cache",
+        default="runs/vifb_published_vif_scd.json",
+        help="JSON cache of the published methods' VIF / SCD (the same for every checkpoint)",
+    )
     p.add_argument(
         "--no-published-extra",
         action="store_true",
