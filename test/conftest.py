@@ -6,7 +6,7 @@ Isolation (rules from DESIGN.md section 6):
   modules and parallel pytest runs never see each other's topics;
 - discovery stays on this host (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; Kilted
   ignores ROS_LOCALHOST_ONLY);
-- Fast DDS uses ``config/fastdds_camera_profile.xml`` (16 MB SHM segment): the default
+- Fast DDS uses ``config/fastdds_camera_profile.xml`` (64 MB SHM segment): the default
   512 KB segment drops most 640x480 images between processes.
 The two environment variables are set when this file is imported, before any rclpy
 participant exists in the pytest process, and passed to every subprocess.

@@ -73,7 +73,9 @@ def test_fastdds_profile_is_camera_sized_and_default():
     ns = {"d": "http://www.eprosima.com"}
     shm = root.find(".//d:transport_descriptor[d:type='SHM']", ns)
     udp = root.find(".//d:transport_descriptor[d:type='UDPv4']", ns)
-    assert int(shm.find("d:segment_size", ns).text) == 16 * 1024 * 1024
+    assert int(shm.find("d:segment_size", ns).text) == 64 * 1024 * 1024
+    # one port-queue entry per 64 KB fragment: a 4000x3000 rgb8 frame is ~550
+    assert int(shm.find("d:port_queue_capacity", ns).text) >= 4096
     assert int(udp.find("d:sendBufferSize", ns).text) == 4 * 1024 * 1024
     assert int(udp.find("d:receiveBufferSize", ns).text) == 4 * 1024 * 1024
     participant = root.find(".//d:participant", ns)
