@@ -231,8 +231,10 @@ def run_launch(
     )
     cmd = [launch_tools(), "launch", "fusionsam_ros", "demo.launch.py", f"bag:={bag}"]
     cmd += [f"out:={out}", f"count:={frames}", f"rate:={rate:.6g}", f"checkpoint:={checkpoint}"]
-    cmd += [f"overlays:={overlays}", f"node_params:={shlex.join(node_params)}"]
-    cmd += [f"evaluator_args:={shlex.join(evaluator_args)}"]
+    cmd += [f"overlays:={overlays}"]
+    # ros2 launch refuses an empty `name:=`: optional arguments only when given
+    cmd += [f"node_params:={shlex.join(node_params)}"] if node_params else []
+    cmd += [f"evaluator_args:={shlex.join(evaluator_args)}"] if evaluator_args else []
     launch = Process("launch", cmd, env, logs)
     log(
         f"ros2 launch fusionsam_ros demo.launch.py on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
