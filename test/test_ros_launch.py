@@ -52,6 +52,15 @@ def test_launch_description_declares_the_generated_arguments():
     assert declared == [name for name, _, _ in launch_arguments()]
 
 
+def test_demo_launch_description_builds():
+    pytest.importorskip("launch_ros", reason="launch_ros not installed (../shared/ros2-wheels)")
+    spec = importlib.util.spec_from_file_location("demo_launch", ROOT / "launch" / "demo.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    declared = {a.name for a in module.generate_launch_description().get_launch_arguments()}
+    assert {"bag", "out", "count", "rate", "checkpoint", "node_params"} <= declared
+
+
 def test_files_the_launch_file_needs_resolve():
     assert paths.default_params_file() == ROOT / "config" / "fusionsam.yaml"
     assert paths.config_file("fusionsam.rviz").is_file()
