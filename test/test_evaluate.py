@@ -107,6 +107,7 @@ def test_table_has_the_papers_columns_and_day_night_rows(fresh_split, tmp_path):
     seg = Segmenter.from_preset("tiny", "mfnet", input_size=64)  # untrained: plumbing only
     result = evaluate(seg, open_dataset(fresh_split, "val"), limit=4)
     assert result["columns"] == [
+        "unlabeled",
         "car",
         "person",
         "bike",

@@ -24,11 +24,12 @@ import numpy as np
 from fusionsam_model.data.classes import ClassTable
 from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.metrics import ConfusionMatrix
+from fusionsam_model.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS, score
 
 
 def table_columns(class_table: ClassTable) -> list[int]:
-    """Class ids shown as columns: the scored classes, minus 'unlabeled' as the papers print them."""
-    return [i for i in class_table.scored if class_table.names[i] != "unlabeled"]
+    """Class ids shown as columns: every scored class (MFNet's Table 1 prints Unlabeled too)."""
+    return list(class_table.scored)
 
 
 def day_night_of(name: str) -> str | None:
@@ -71,6 +72,7 @@ def evaluate(
     if n == 0:
         raise ValueError("evaluate: the dataset split is empty")
     overall = ConfusionMatrix(table)
+    all_ids = ConfusionMatrix(num_classes=table.num_classes)  # nothing ignored: any protocol
     parts = {"day": ConfusionMatrix(table), "night": ConfusionMatrix(table)}
     counts = {"day": 0, "night": 0}
     timed_s, timed_n = 0.0, 0
@@ -97,6 +99,7 @@ def evaluate(
                 f"prediction {pred.labels.shape} and label {sample.label.shape} differ for {sample.name}"
             )
         overall.update(pred.labels, sample.label)
+        all_ids.update(pred.labels, sample.label)
         fusion.update(compute_no_reference(pred.fused))
         cond = day_night_of(sample.name)
         if cond is not None:
@@ -110,6 +113,14 @@ def evaluate(
         "columns": [table.names[i] for i in table_columns(table)],
         "overall": _summary(overall, table, n),
         "confusion_matrix": overall.matrix.tolist(),
+        "confusion_matrix_all_ids": all_ids.matrix.tolist(),
+        # mIoU of the same predictions under each named protocol of this class table
+        "protocols": {
+            name: score(all_ids.matrix, table.names, name)["miou"]
+            for name, p in PROTOCOLS.items()
+            if p.class_table == table.name
+        },
+        "default_protocol": DEFAULT_PROTOCOL.get(table.name),
         "throughput_pairs_per_s": timed_n / timed_s if timed_s > 0 else None,
         "mean_timings_ms": {k: v / max(timed_n, 1) for k, v in stage_ms.items()},
         "backend": getattr(segmenter, "backend_name", "torch"),
@@ -231,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data}  split: {args.split}  pairs: {result['overall']['pairs']}")
     print(f"protocol: {result['protocol']}")
     print(format_table(result))
+    if result["protocols"]:
+        named = ", ".join(
+            f"{k} {'-' if v is None else f'{100 * v:.2f}'}" for k, v in result["protocols"].items()
+        )
+        print(
+            f"mIoU by protocol: {named} (comparable with the paper: {result['default_protocol']})"
+        )
     print(
         "fused image (no-reference metrics, mean): "
         + ", ".join(f"{k} {v:.3g}" for k, v in result["fusion_metrics"].items())

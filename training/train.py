@@ -294,13 +294,15 @@ class Trainer:
         return {k: torch.cat([batch[k], extra[k]]) for k in batch}
 
     def _init_lstg(self, path: Path) -> None:
-        """Copy the LSTG autoencoders (lstg_rgb.*, lstg_thermal.*) from a project checkpoint."""
+        """Copy the LSTG autoencoders (lstg_rgb.*, lstg_thermal.*) from a project checkpoint;
+        a SAM baseline on the fused image (Table 4) also takes the FMP (its front stays frozen)."""
         if not path.is_file():
             raise CheckpointError(f"model.init_lstg_from: no checkpoint at {path}")
         payload = torch.load(path, map_location="cpu", weights_only=True)
         state = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
         own = self.model.state_dict()
-        keys = [k for k in own if k.startswith(("lstg_rgb.", "lstg_thermal."))]
+        prefixes = ("lstg_rgb.", "lstg_thermal.") + (("fmp.",) if self._frozen_front else ())
+        keys = [k for k in own if k.startswith(prefixes)]
         missing = [k for k in keys if k not in state or state[k].shape != own[k].shape]
         if not keys or missing:
             raise CheckpointError(
@@ -309,6 +311,11 @@ class Trainer:
             )
         self.model.load_state_dict({k: state[k] for k in keys}, strict=False)
         log.info("LSTG autoencoders (%d tensors) initialised from %s", len(keys), path)
+
+    @property
+    def _frozen_front(self) -> bool:
+        """SAM baseline on a trained FusionSAM's fused image: LSTG + FMP are not trained."""
+        return self.model_config.sam_baseline and self.model_config.baseline_input == "fused"
 
     def steps_per_epoch(self) -> int:
         cap = self.cfg["train"]["max_steps_per_epoch"]
@@ -384,6 +391,8 @@ class Trainer:
                     trainable = False  # pretrained in stage 1; the latent tokens stay fixed
                 if name == "image_encoder" and self.model_config.freeze_image_encoder:
                     trainable = False
+                if name in ("lstg_rgb", "lstg_thermal", "fmp") and self._frozen_front:
+                    trainable = False
                 part.requires_grad_(trainable)
             self.net = self._wrap(m)
             opt, sched = self._make_optim(m.parameters(), section, total)
@@ -414,6 +423,10 @@ class Trainer:
                     m.eval()  # frozen codebooks: no EMA updates, no dead-code restarts
             if self.model_config.freeze_image_encoder:
                 self.model.image_encoder.eval()
+            if self._frozen_front:
+                for m in (self.model.lstg_rgb, self.model.lstg_thermal, self.model.fmp):
+                    if m is not None:
+                        m.eval()
         else:
             self.discriminators.train()
 

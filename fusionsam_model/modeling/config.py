@@ -17,6 +17,13 @@ SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
 FUSION_MODES = ("fmp", "concat")
 MODALITIES = ("both", "rgb", "thermal")
+# SAM image encoder: segment_anything's ViT ("sam", dims from the preset) or a SAM2 Hiera
+# trunk + FPN neck (fusionsam_model.modeling.sam2_encoder.SAM2_SPECS).
+IMAGE_ENCODERS = ("sam", "sam2_hiera_t", "sam2_hiera_s", "sam2_hiera_b+", "sam2_hiera_l")
+# What a SAM baseline (``sam_baseline=True``, paper Table 4) sees: one camera, a fixed
+# pixel-level fusion (mean of RGB and thermal), or the fused image of a trained FusionSAM
+# front (LSTG + FMP, frozen; the paper's "SAM / SAM2 infer the fused feature maps").
+BASELINE_INPUTS = ("rgb", "thermal", "pixel_fusion", "fused")
 
 
 @dataclass
@@ -57,7 +64,13 @@ class ModelConfig:
     fusion: str = "fmp"  # "fmp" | "concat"
     modalities: str = "both"  # "both" | "rgb" | "thermal"
     lstg: bool = True  # False: conv stem without quantisation (paper ablation A)
-    sam_baseline: bool = False  # SAM encoder on the RGB image + same decoder head
+    sam_baseline: bool = False  # SAM encoder on ``baseline_input`` + same decoder, no prompts
+    baseline_input: str = "rgb"  # one of BASELINE_INPUTS (sam_baseline only)
+    # False: no dense mask prompt and no points/box derived from the fusion mask (the
+    # paper's ablation B "without the fusion mask hint"); the decoder sees SAM's no-mask
+    # embedding and only its own output tokens.
+    mask_prompt: bool = True
+    image_encoder: str = "sam"  # one of IMAGE_ENCODERS
     freeze_image_encoder: bool = False
     encoder_backprop: bool = False  # frozen encoder: still pass gradients to the fused image
     # thermal normalisation defaults used by the Segmenter
@@ -85,6 +98,21 @@ class ModelConfig:
         if self.modalities not in MODALITIES:
             raise ValueError(
                 f"ModelConfig.modalities must be one of {MODALITIES}, got {self.modalities!r}"
+            )
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ValueError(
+                f"ModelConfig.image_encoder must be one of {IMAGE_ENCODERS}, "
+                f"got {self.image_encoder!r}"
+            )
+        if self.image_encoder != "sam" and s % 32:
+            raise ValueError(
+                f"ModelConfig.input_size must be a multiple of 32 for a SAM2 Hiera encoder "
+                f"(stride 32 at its last stage), got {s}"
+            )
+        if self.baseline_input not in BASELINE_INPUTS:
+            raise ValueError(
+                f"ModelConfig.baseline_input must be one of {BASELINE_INPUTS}, "
+                f"got {self.baseline_input!r}"
             )
         if self.prompt_embed_dim % 8 or self.prompt_embed_dim % self.decoder_heads:
             raise ValueError(
@@ -168,6 +196,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "vit_l": _sam(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": _sam(1280, 32, 16, (7, 15, 23, 31)),
 }
+# SAM2 / SAM2.1 image encoders (Hiera trunk + FPN neck, dims in sam2_encoder.SAM2_SPECS)
+# with SAM's decoder dimensions, so official SAM2 checkpoints load (load_sam2_weights).
+# ``model.image_encoder=sam2_hiera_*`` on another preset (e.g. tiny) swaps only the encoder.
+for _name in IMAGE_ENCODERS[1:]:
+    PRESETS[_name] = {**_sam(768, 12, 12, (2, 5, 8, 11)), "image_encoder": _name}
 
 
 def build_config(preset: str = "tiny", **overrides: Any) -> ModelConfig:

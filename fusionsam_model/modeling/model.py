@@ -24,6 +24,7 @@ from fusionsam_model.modeling.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, Model
 from fusionsam_model.modeling.fmp import FusionMaskPrompting
 from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
 from fusionsam_model.modeling.prompts import prompts_from_mask
+from fusionsam_model.modeling.sam2_encoder import build_sam2_image_encoder
 from fusionsam_model.modeling.sam_decoder import SamDecoder, build_image_encoder
 
 
@@ -35,6 +36,21 @@ class Latents:
     z_thermal: torch.Tensor | None
     vq_loss: torch.Tensor
     perplexity: dict[str, torch.Tensor] = field(default_factory=dict)
+    # SAM baselines on a camera / pixel-level fusion: the image their encoder sees
+    baseline_image: torch.Tensor | None = None
+
+
+def baseline_image(rgb: torch.Tensor, thermal: torch.Tensor, which: str) -> torch.Tensor:
+    """The (B, 3, S, S) image a SAM baseline segments: RGB, thermal as grey, or the fixed
+    pixel-level fusion 0.5 RGB + 0.5 thermal (no learned part)."""
+    if which == "rgb":
+        return rgb
+    th3 = thermal.expand(-1, 3, -1, -1)
+    if which == "thermal":
+        return th3
+    if which == "pixel_fusion":
+        return 0.5 * rgb + 0.5 * th3
+    raise ValueError(f"no fixed baseline image for baseline_input={which!r}")
 
 
 @dataclass
@@ -68,11 +84,13 @@ class FusionSAM(nn.Module):
         super().__init__()
         self.config = config
         cfg = config
-        use_rgb = not cfg.sam_baseline and cfg.modalities in ("both", "rgb")
-        use_th = not cfg.sam_baseline and cfg.modalities in ("both", "thermal")
+        # SAM baselines keep a (frozen, trained) fusion front only to segment its fused image
+        front = not cfg.sam_baseline or cfg.baseline_input == "fused"
+        use_rgb = front and cfg.modalities in ("both", "rgb")
+        use_th = front and cfg.modalities in ("both", "thermal")
         self.lstg_rgb = self._make_stem(3) if use_rgb else None
         self.lstg_thermal = self._make_stem(1) if use_th else None
-        if cfg.sam_baseline:
+        if not front:
             self.fmp = None
         else:
             mode = cfg.fusion if cfg.modalities == "both" else cfg.modalities
@@ -85,7 +103,11 @@ class FusionSAM(nn.Module):
                 mode=mode,
                 decoder_channels=cfg.fmp_decoder_channels,
             )
-        self.image_encoder = build_image_encoder(cfg)
+        self.image_encoder = (
+            build_image_encoder(cfg)
+            if cfg.image_encoder == "sam"
+            else build_sam2_image_encoder(cfg)
+        )
         self.sam_decoder = SamDecoder(cfg)
         self.register_buffer("pixel_mean", torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1), False)
@@ -123,17 +145,26 @@ class FusionSAM(nn.Module):
             z[name] = q.z_q
             vq_loss = vq_loss + q.loss
             perplexity[name] = q.perplexity
-        return Latents(z["rgb"], z["thermal"], vq_loss, perplexity)
+        base = None
+        if self.config.sam_baseline and self.config.baseline_input != "fused":
+            base = baseline_image(rgb, thermal, self.config.baseline_input)
+        return Latents(z["rgb"], z["thermal"], vq_loss, perplexity, base)
 
     def fuse(self, latents: Latents, rgb: torch.Tensor) -> FrontOutput:
-        """FMP on the latents -> fused image and fusion mask. The SAM baseline passes the
-        RGB image through and has no fusion mask nor fine features (zeros keep the graph
-        shapes fixed)."""
-        if self.fmp is None:
+        """FMP on the latents -> fused image and fusion mask. A SAM baseline passes its
+        input image (``config.baseline_input``) through and has no fusion mask nor fine
+        features (zeros keep the graph shapes fixed)."""
+        if self.config.sam_baseline:
             m, b = self.config.mask_size, rgb.shape[0]
             mask = rgb.new_zeros((b, 1, m, m))
             fine = rgb.new_zeros((b, self.config.fmp_decoder_channels, m, m))
-            return FrontOutput(rgb, mask, fine, None, latents.vq_loss, latents.perplexity, latents)
+            if self.fmp is None:
+                image = rgb if latents.baseline_image is None else latents.baseline_image
+            else:  # baseline_input == "fused": the trained front's fused image only
+                image = self.fmp(latents.z_rgb, latents.z_thermal).fused
+            return FrontOutput(
+                image, mask, fine, None, latents.vq_loss, latents.perplexity, latents
+            )
         out = self.fmp(latents.z_rgb, latents.z_thermal)
         return FrontOutput(
             out.fused,
@@ -179,6 +210,8 @@ class FusionSAM(nn.Module):
         cfg = self.config
         if cfg.sam_baseline:
             return self.sam_decoder(image_embedding, None, None)
+        if not cfg.mask_prompt:  # paper ablation B: no dense mask, no derived points / box
+            return self.sam_decoder(image_embedding, None, None, fine)
         prompts = prompts_from_mask(mask_logits, cfg.input_size, cfg.num_points, cfg.use_box)
         return self.sam_decoder(image_embedding, mask_logits, prompts, fine)
 
