@@ -68,6 +68,18 @@ def ros2_until(
             return result
 
 
+def matched(client, publish: list[str], subscribe: list[str], timeout_s: float = 30.0) -> bool:
+    """These publishers have a subscriber and these topics a publisher (only these: the
+    client keeps publishers of nodes that earlier tests stopped)."""
+    return wait_until(
+        lambda: (
+            all(client.publisher(t).get_subscription_count() > 0 for t in publish)
+            and all(client.node.count_publishers(t) > 0 for t in subscribe)
+        ),
+        timeout_s,
+    )
+
+
 def publish_pair(client, ns: str, rgb: np.ndarray, thermal: np.ndarray) -> int:
     stamp = time.time_ns()
     client.publisher(f"/{ns}/cam/rgb").publish(make_image(rgb, "rgb8", stamp))
@@ -242,7 +254,8 @@ def test_ros2_run_managed_node_driven_by_ros2_lifecycle(
         assert "configured: model" in proc.output()
         assert "inactive" in ros2(env, "lifecycle", "get", node).stdout
         transition("activate")
-        assert ros_client.wait_for_peers(), proc.output()
+        cams = [f"/{ns}/cam/rgb", f"/{ns}/cam/thermal"]
+        assert matched(ros_client, cams, [mask_topic]), proc.output()
         stamp = publish_pair(ros_client, ns, RGB, THERMAL)
         assert output_for(ros_client, mask_topic, stamp) is not None, proc.output()
         transition("deactivate")
@@ -321,7 +334,8 @@ def test_colcon_build_then_ros2_launch_from_install(ros_env, ros_client, tmp_pat
         for what in ("rgb", "thermal"):
             ros_client.publisher(f"/{ns}/cam/{what}")
         ros_client.subscribe(f"/{ns}/fusionsam/semantic")
-        assert ros_client.wait_for_peers(), proc.output()
+        cams = [f"/{ns}/cam/rgb", f"/{ns}/cam/thermal"]
+        assert matched(ros_client, cams, [f"/{ns}/fusionsam/semantic"]), proc.output()
         stamp = publish_pair(ros_client, ns, RGB, THERMAL)
         assert output_for(ros_client, f"/{ns}/fusionsam/semantic", stamp) is not None, out
     finally:
