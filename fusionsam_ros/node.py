@@ -32,6 +32,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import compressed_image
@@ -326,10 +327,12 @@ class FusionSAMPipeline:
         return SetParametersResult(successful=True)
 
     # --- executor side: cheap checks, pairing, mailbox --------------------------------
-    def _on_rgb(self, msg: Image | CompressedImage) -> None:
+    def _on_rgb(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        self.transport.record_sequence("rgb", info)
         self._on_input(msg, conv.RGB_ENCODINGS, "RGB", self.pairer.add_rgb)
 
-    def _on_thermal(self, msg: Image | CompressedImage) -> None:
+    def _on_thermal(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        self.transport.record_sequence("thermal", info)
         self._on_input(msg, conv.THERMAL_ENCODINGS, "thermal", self.pairer.add_thermal)
 
     def _on_input(self, msg: Any, accepted: tuple[str, ...], what: str, add: Any) -> None:
