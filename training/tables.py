@@ -196,11 +196,12 @@ def train_and_evaluate(row: Row, size: Size, data: Path, out: Path, device: str)
         return json.loads(done.read_text())
     py = sys.executable
     t0 = time.perf_counter()
-    train_cmd = [py, "-m", "training.train", "--config", BASE_CONFIG]
-    train_cmd += base_overrides(size, data, run_dir, device) + list(row.overrides)
-    _run(train_cmd, run_dir / "train.log")
-    train_s = time.perf_counter() - t0
+    if not (run_dir / "report.json").is_file():  # a finished training is reused (resume)
+        train_cmd = [py, "-m", "training.train", "--config", BASE_CONFIG]
+        train_cmd += base_overrides(size, data, run_dir, device) + list(row.overrides)
+        _run(train_cmd, run_dir / "train.log")
     report = json.loads((run_dir / "report.json").read_text())
+    train_s = sum(report.get("stage_seconds", {}).values()) or time.perf_counter() - t0
     entry: dict[str, Any] = {
         "key": row.key,
         "label": row.label,
@@ -208,11 +209,12 @@ def train_and_evaluate(row: Row, size: Size, data: Path, out: Path, device: str)
         "train_s": train_s,
         "report": report,
     }
-    if (run_dir / "best.pt").is_file():
+    if (run_dir / "best.pt").is_file() and not (run_dir / "test" / "results.json").is_file():
         ev = [py, "-m", "training.evaluate", "--checkpoint", str(run_dir / "best.pt")]
         ev += ["--data", str(data), "--split", "test", "--out", str(run_dir / "test"), "--json"]
         ev += ["--device", "cuda" if device == "cuda" else "cpu"]
         _run(ev, run_dir / "evaluate.log")
+    if (run_dir / "test" / "results.json").is_file():
         entry["test"] = json.loads((run_dir / "test" / "results.json").read_text())
     done.write_text(json.dumps(entry, indent=2))
     return entry
@@ -340,8 +342,15 @@ def _steps(entry: dict[str, Any]) -> str:
     return f"{n['lstg']}+{n['seg']}"
 
 
+def _train_s(entry: dict[str, Any]) -> float:
+    """Seconds in this row's own training stages (not start-up, not a shared stage 1)."""
+    return sum(entry["report"].get("stage_seconds", {}).values()) or entry["train_s"]
+
+
 def _code_usage(entry: dict[str, Any]) -> str:
     """Codebook perplexity (exp of the code-usage entropy) at the last epoch that logged it."""
+    if not entry["report"].get("model_config", {}).get("lstg", True):
+        return "- (no codebook)"
     for h in reversed(entry["report"].get("history", [])):
         if "perplexity_rgb" in h:
             return f"{h['perplexity_rgb']:.0f} / {h.get('perplexity_thermal', float('nan')):.0f}"
@@ -396,7 +405,7 @@ def render(out: Path, size_name: str) -> str:
         ious = [_pct(s["iou"].get(c)) for c in ("car_stop", "color_cone", "bump")]
         L.append(
             f"| {label} | {_pct(s['miou'])} | {' | '.join(dn)} | {' | '.join(ious)} | "
-            f"{_steps(e)} | {e['train_s']:.0f} | {note} |"
+            f"{_steps(e)} | {_train_s(e):.0f} | {note} |"
         )
     L.append(
         "| *paper (A) / (B) / (C), MFNet* | *quoted* | "
@@ -443,7 +452,7 @@ def render(out: Path, size_name: str) -> str:
         s = _mfnet(e)
         dn = [_pct(e["test"].get(c, {}).get("miou")) for c in ("day", "night")]
         L.append(
-            f"| {r.label} | {inp} | {_pct(s['miou'])} | {' | '.join(dn)} | {_steps(e).split('+')[1]} | {e['train_s']:.0f} | {r.note} |"
+            f"| {r.label} | {inp} | {_pct(s['miou'])} | {' | '.join(dn)} | {_steps(e).split('+')[1]} | {_train_s(e):.0f} | {r.note} |"
         )
     for name, (a, b) in QUOTED_T4.items():
         L.append(
@@ -479,7 +488,7 @@ def render(out: Path, size_name: str) -> str:
             L.append(f"| {label} | not run | | | |")
             continue
         L.append(
-            f"| {label} | {_pct(_mfnet(e)['miou'])} | {_steps(e)} | {e['train_s']:.0f} | {_code_usage(e)} (K={k}) |"
+            f"| {label} | {_pct(_mfnet(e)['miou'])} | {_steps(e)} | {_train_s(e):.0f} | {_code_usage(e)} (K={k}) |"
         )
     L += ["", f"Protocol: **mfnet**. {data_note} {recipe}", ""]
     return "\n".join(L)
