@@ -567,9 +567,10 @@ def main(args: list[str] | None = None) -> int:
     except ExternalShutdownException:
         pass
     finally:
-        if not node.stop_worker(timeout_s=0.3):
+        # short waits: the process leaves with os._exit, a pair in hand is simply dropped
+        if not node.stop_worker(timeout_s=0.1):
             logger.info("worker still busy with a pair at exit (left unfinished)")
-        executor.shutdown(timeout_sec=0.2)
+        executor.shutdown(timeout_sec=0.1)
         node.destroy_node()
         rclpy.try_shutdown()
     logger.info("stopped")

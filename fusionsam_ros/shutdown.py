@@ -28,7 +28,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class SignalShutdown:
     """Take SIGINT/SIGTERM over (call from the main thread) and handle them in a dedicated thread."""
 
-    def __init__(self, log: Callable[[str], None], grace_s: float = 0.7) -> None:
+    def __init__(self, log: Callable[[str], None], grace_s: float = 0.5) -> None:
         self._log = log
         self.grace_s = grace_s
         self.stopping = threading.Event()
