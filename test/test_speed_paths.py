@@ -202,3 +202,13 @@ def test_peer_model_takes_four_channels() -> None:
     with torch.inference_mode():
         out = model(torch.rand(1, 4, 64, 64))["out"]
     assert out.shape == (1, 9, 64, 64)
+
+
+def test_peers_prints_a_ratio_for_every_model(capsys) -> None:
+    from fusionsam_model.runtime.bench import PEERS, parse_args, peers
+
+    args = parse_args(["--preset", "tiny", "--size", "64", "--iters", "1", "--warmup", "0"])
+    ratios = peers(args)
+    assert set(ratios) == {"fusionsam", *PEERS} and ratios["fusionsam"] == 1.0
+    assert all(r > 0 for r in ratios.values())
+    assert "lraspp_mobilenet_v3_large" in capsys.readouterr().out
