@@ -339,6 +339,8 @@ def _row_cells(entry: dict[str, Any] | None, columns: list[str]) -> list[str]:
 def _steps(entry: dict[str, Any]) -> str:
     hist = entry["report"].get("history", [])
     n = {st: sum(1 for h in hist if h["stage"] == st) for st in ("lstg", "seg")}
+    if any("stage1/" in o for o in entry.get("overrides", [])):
+        return f"shared+{n['seg']}"
     return f"{n['lstg']}+{n['seg']}"
 
 
@@ -495,7 +497,8 @@ def render(out: Path, size_name: str) -> str:
 
 
 def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
-    """LSTG-study curve: test mIoU against stage-1 epochs (equal total) and codebook size."""
+    """LSTG-study figure: test mIoU vs stage-1 epochs (equal total) and vs codebook size K,
+    and code usage (perplexity) per epoch of every LSTG row that ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -508,28 +511,21 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
         e = got.get(key)
         return None if e is None or "test" not in e else 100 * _mfnet(e)["miou"]
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    pts = [
-        (0, miou("lstg_s1_0")),
-        (size.lstg_epochs, miou("full")),
-        (2 * size.lstg_epochs, miou("lstg_s1_2")),
-    ]
-    pts = [(x, y) for x, y in pts if y is not None]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
+    el = size.lstg_epochs
+    pts = [(0, miou("lstg_s1_0")), (el, miou("full")), (2 * el, miou("lstg_s1_2"))]
+    pts = [(x, y) for x, y in pts if y is not None]
     if pts:
         ax.plot(*zip(*pts, strict=True), "o-", label="LSTG, VQ fine-tuned in seg")
-    for key, style, lab in (
-        ("no_lstg_eq", "--", "no LSTG (conv stem)"),
-        ("lstg_frozen", ":", f"VQ frozen in seg ({size.lstg_epochs} ep stage 1)"),
+    for key, style, color, lab in (
+        ("no_lstg_eq", "--", "grey", "no LSTG, equal total epochs"),
+        ("no_lstg", "-.", "black", f"no LSTG, {size.seg_epochs} seg epochs (row A)"),
+        ("lstg_frozen", ":", "tab:red", f"VQ frozen in seg, {el} ep stage 1"),
     ):
         if miou(key) is not None:
-            ax.axhline(
-                miou(key),
-                linestyle=style,
-                color="grey" if key == "no_lstg_eq" else "tab:red",
-                label=lab,
-            )
-    ax.set_xlabel(f"stage-1 epochs (of {size.lstg_epochs + size.seg_epochs} in total)")
+            ax.axhline(miou(key), linestyle=style, color=color, label=lab)
+    ax.set_xlabel(f"stage-1 epochs (of {el + size.seg_epochs} in total)")
     ax.set_ylabel("test mIoU (%)")
     ax.legend(fontsize=7)
     ax = axes[1]
@@ -540,6 +536,25 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("codebook size K")
     ax.set_ylabel("test mIoU (%)")
+    ax.set_title("rows not run are missing", fontsize=7)
+    ax = axes[2]
+    s1 = got.get("stage1")
+    for key, e in sorted(got.items()):
+        if key == "stage1" or "test" not in e:
+            continue
+        hist = [h for h in e["report"].get("history", []) if h.get("perplexity_rgb")]
+        if not hist:
+            continue
+        ys = [h["perplexity_rgb"] for h in hist]
+        xs = list(range(1, len(ys) + 1))
+        shared = s1 is not None and any("stage1" in o for o in e.get("overrides", []))
+        if shared:  # the shared stage 1 as epoch 0
+            ys = [s1["report"]["history"][-1]["perplexity_rgb"], *ys]
+            xs = [0, *xs]
+        ax.plot(xs, ys, "o-", label=key)
+    ax.set_xlabel("epoch (0 = end of the shared stage 1)")
+    ax.set_ylabel("RGB codebook perplexity (codes in use)")
+    ax.legend(fontsize=7)
     fig.suptitle(
         f"LSTG study, synthetic MFNet-style data, size '{size_name}' (one seed)", fontsize=9
     )
