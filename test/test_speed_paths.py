@@ -212,3 +212,15 @@ def test_peers_prints_a_ratio_for_every_model(capsys) -> None:
     assert set(ratios) == {"fusionsam", *PEERS} and ratios["fusionsam"] == 1.0
     assert all(r > 0 for r in ratios.values())
     assert "lraspp_mobilenet_v3_large" in capsys.readouterr().out
+
+
+def test_auto_backend_uses_onnxruntime_only_for_an_existing_export(tmp_path, monkeypatch) -> None:
+    from fusionsam_model.runtime.segmenter import auto_backend
+
+    monkeypatch.setenv("FUSIONSAM_CACHE_DIR", str(tmp_path))  # an empty export cache
+    seg = Segmenter.from_checkpoint(backend="auto", threads=1)
+    assert seg.backend_name == "torch"  # nothing exported: no export is started either
+    assert not any(tmp_path.rglob("manifest.json"))
+    model = seg.backend.model
+    assert auto_backend(model, "cpu", "fp32", tmp_path / "exp") == ("onnxruntime", tmp_path / "exp")
+    assert auto_backend(model, "cuda", "fp32", tmp_path / "exp") == ("torch", None)

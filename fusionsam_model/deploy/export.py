@@ -268,6 +268,28 @@ def _io_shapes(path: Path, kind: str) -> dict[str, list[int]]:
 # ----------------------------------------------------------------------------- export cache
 
 
+def cached_export_dir(
+    key: str, size: int, precision: str, opset: int = DEFAULT_OPSET, cache_root: Path | None = None
+) -> Path:
+    """Where ``cached_export`` keeps the export of ``key`` at S = ``size``."""
+    root = Path(cache_root) if cache_root else export_cache_root()
+    return root / f"{key[:16]}-s{size}-{precision}-op{opset}"
+
+
+def find_cached_export(
+    model: FusionSAM, precision: str = "fp32", cache_root: Path | None = None
+) -> Path | None:
+    """The valid cached export of this model (same weights and S), or None; never exports."""
+    target = cached_export_dir(
+        model_fingerprint(model), model.config.input_size, precision, cache_root=cache_root
+    )
+    try:
+        read_manifest(target)
+    except ExportError:
+        return None
+    return target
+
+
 def cached_export(
     model: FusionSAM,
     key: str,
@@ -282,7 +304,7 @@ def cached_export(
     size = int(input_size or model.config.input_size)
     precision = "fp16" if fp16 else "fp32"
     root = Path(cache_root) if cache_root else export_cache_root()
-    target = root / f"{key[:16]}-s{size}-{precision}-op{opset}"
+    target = cached_export_dir(key, size, precision, opset, root)
     try:
         read_manifest(target)
         LOG.info("using cached ONNX export %s", target)
