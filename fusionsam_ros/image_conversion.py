@@ -83,10 +83,12 @@ def check_image(msg: Image, accepted: tuple[str, ...], what: str) -> None:
 def image_to_array(msg: Image) -> np.ndarray:
     """(H, W) or (H, W, C) array in native byte order; a view of ``msg.data`` when possible."""
     dtype, channels = ENCODINGS[msg.encoding]
-    # cv_bridge (4.1.0) byte-swaps with ndarray.newbyteorder(), which numpy 2 removed:
-    # messages in the other byte order take the path below
+    # cv_bridge (4.1.0) byte-swaps with ndarray.newbyteorder(), which numpy 2 removed, and
+    # reads padded rows (step > width*channels*bytes) as if tight, shifting every row:
+    # such messages take the path below
     foreign_order = dtype.itemsize > 1 and bool(msg.is_bigendian) != HOST_IS_BIGENDIAN
-    if _BRIDGE is not None and not foreign_order:
+    padded = msg.step != msg.width * channels * dtype.itemsize
+    if _BRIDGE is not None and not foreign_order and not padded:
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
     if dtype.itemsize > 1:
         dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
