@@ -179,8 +179,8 @@ class _Frames:
 
 
 def offline_check(segmenter: Any, dataset: Any, report: dict[str, Any]) -> str:
-    """training/evaluate.py on the frames the stream scored: the two mIoUs must agree."""
-    from training.evaluate import evaluate
+    """The offline evaluation (training/evaluate.py's) on the frames the stream scored: the two mIoUs must agree."""
+    from fusionsam_model.evaluation.offline import evaluate
 
     names = {m["name"] for m in report["matched"] if m["name"]}
     if not names:

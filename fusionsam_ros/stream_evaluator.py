@@ -25,7 +25,6 @@ import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY be
 # isort: split
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.data.conditions import CONDITIONS, condition_of
 from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
-from fusionsam_model.evaluation.metrics import ConfusionMatrix
-from training.evaluate import day_night_of
+from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
 from .bag_writer import LABEL_TOPIC, NAME_TOPIC
 from .cli_types import ensure_writable_dir
@@ -54,10 +53,6 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 @dataclass
 class _Pending:
     arrival: float
@@ -70,9 +65,7 @@ class StreamScorer:
 
     class_table: ClassTable
     max_pending: int = 256  # frames waiting for their partner; older ones are given up
-    overall: ConfusionMatrix = field(init=False)
-    splits: dict[str, ConfusionMatrix] = field(init=False)
-    split_frames: dict[str, int] = field(init=False)
+    scores: SplitScores = field(init=False)
     labels: dict[int, _Pending] = field(default_factory=dict)
     predictions: dict[int, _Pending] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
@@ -88,12 +81,7 @@ class StreamScorer:
     prediction_arrivals: list[float] = field(default_factory=list)  # of every mask
 
     def __post_init__(self) -> None:
-        self.overall = ConfusionMatrix(self.class_table)
-        self.splits = {
-            "day": ConfusionMatrix(self.class_table),
-            "night": ConfusionMatrix(self.class_table),
-        }
-        self.split_frames = {"day": 0, "night": 0}
+        self.scores = SplitScores(self.class_table)
 
     def add_label(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
         self.label_count += 1
@@ -126,7 +114,7 @@ class StreamScorer:
         self.names[stamp] = name
         if stamp in self.unsplit:
             pred, label = self.unsplit.pop(stamp)
-            self._score_split(name, pred, label)
+            self.scores.add_condition(name, pred, label)
 
     def _score(
         self,
@@ -139,30 +127,16 @@ class StreamScorer:
         if pred.shape != label.shape:
             self.shape_mismatches.append(f"stamp {stamp}: mask {pred.shape} vs label {label.shape}")
             return
-        self.overall.update(pred, label)
+        self.scores.add_overall(pred, label)
         name = self.names.get(stamp)
         if name is None:
             self.unsplit[stamp] = (pred, label)  # the name may still be on its way
         else:
-            self._score_split(name, pred, label)
+            self.scores.add_condition(name, pred, label)
         latency_ms = (pred_arrival - label_arrival) * 1e3
         self.latencies_ms.append(latency_ms)
         self.matched.append({"stamp_ns": stamp, "latency_ms": round(latency_ms, 3)})
         self.mask_arrivals.append(pred_arrival)
-
-    def _score_split(self, name: str, pred: np.ndarray, label: np.ndarray) -> None:
-        condition = day_night_of(name)
-        if condition is not None:
-            self.splits[condition].update(pred, label)
-            self.split_frames[condition] += 1
-
-    def _iou_summary(self, cm: ConfusionMatrix, frames: int) -> dict[str, Any]:
-        iou = cm.iou()
-        return {
-            "frames": frames,
-            "miou": _num(cm.miou()),
-            "per_class_iou": {n: _num(iou[i]) for i, n in enumerate(self.class_table.names)},
-        }
 
     def report(self, stop_reason: str, topics: dict[str, str]) -> dict[str, Any]:
         for entry in self.matched:
@@ -187,25 +161,22 @@ class StreamScorer:
                 "shape_mismatches": len(self.shape_mismatches),
                 "named": sum(1 for e in self.matched if e["name"] is not None),
             },
-            "overall": self._iou_summary(self.overall, matched),
+            **self.scores.summaries(),  # overall, and day / night for MFNet-style names
             "latency_ms": {
-                "p50": _num(float(np.percentile(lat, 50))) if lat.size else None,
-                "p99": _num(float(np.percentile(lat, 99))) if lat.size else None,
-                "mean": _num(float(lat.mean())) if lat.size else None,
-                "max": _num(float(lat.max())) if lat.size else None,
+                "p50": json_number(float(np.percentile(lat, 50))) if lat.size else None,
+                "p99": json_number(float(np.percentile(lat, 99))) if lat.size else None,
+                "mean": json_number(float(lat.mean())) if lat.size else None,
+                "max": json_number(float(lat.max())) if lat.size else None,
                 "definition": LATENCY_DEFINITION,
             },
             "rate_pairs_per_s": (matched - 1) / span if span > 0 else None,
             "rate_masks_per_s": (masks - 1) / mask_span if mask_span > 0 else None,
-            "confusion_matrix": self.overall.matrix.tolist(),
+            "confusion_matrix": self.scores.matrix().matrix.tolist(),
             "matched": self.matched,
             "dropped_stamps": sorted(self.labels),
             "unmatched_prediction_stamps": sorted(self.predictions),
             "shape_mismatch_details": self.shape_mismatches,
         }
-        for condition, frames in self.split_frames.items():
-            if frames:
-                report[condition] = self._iou_summary(self.splits[condition], frames)
         return report
 
 
@@ -238,8 +209,8 @@ def summary_text(report: dict[str, Any]) -> str:
         f"p99 {ms(lat['p99'])}",
         f"mIoU: {pct(report['overall']['miou'])} overall"
         + "".join(
-            f", {c} {pct(report[c]['miou'])} ({report[c]['frames']} frames)"
-            for c in ("day", "night")
+            f", {c} {pct(report[c]['miou'])} ({report[c]['pairs']} frames)"
+            for c in CONDITIONS
             if c in report
         ),
         f"protocol: {report['protocol']}",
@@ -258,21 +229,19 @@ def _fusion_lines(report: dict[str, Any]) -> list[str]:
 
 
 def markdown_report(report: dict[str, Any]) -> str:
-    names = list(report["overall"]["per_class_iou"])
-    columns = [c for c in ("overall", "day", "night") if c in report]
+    names = list(report["overall"]["iou"])
+    columns = [c for c in SPLITS if c in report]
 
     def cell(x: float | None) -> str:
         return "–" if x is None else f"{100 * x:.1f}"
 
     rows = [f"| class | {' | '.join(columns)} |", "|---|" + "---|" * len(columns)]
     for n in names:
-        rows.append(
-            f"| {n} | " + " | ".join(cell(report[c]["per_class_iou"][n]) for c in columns) + " |"
-        )
+        rows.append(f"| {n} | " + " | ".join(cell(report[c]["iou"][n]) for c in columns) + " |")
     rows.append(
         "| **mIoU** | " + " | ".join(f"**{cell(report[c]['miou'])}**" for c in columns) + " |"
     )
-    rows.append("| frames | " + " | ".join(str(report[c]["frames"]) for c in columns) + " |")
+    rows.append("| frames | " + " | ".join(str(report[c]["pairs"]) for c in columns) + " |")
     f = report["frames"]
     lat = report["latency_ms"]
     return "\n".join(
@@ -322,7 +291,7 @@ def write_report(report: dict[str, Any], out: Path, overlays: list[tuple[str, np
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown_report(report))
-    splits = {c: report[c]["per_class_iou"] for c in ("overall", "day", "night") if c in report}
+    splits = {c: report[c]["iou"] for c in SPLITS if c in report}
     report_plots.iou_bars(splits, out / "iou.png", f"per-class IoU — {report['protocol']}")
     report_plots.latency_histogram(
         [m["latency_ms"] for m in report["matched"]],
@@ -360,8 +329,8 @@ class OverlayKeeper:
         """``count`` frames spread over the drive; half day, half night when names say so."""
         groups: dict[str | None, list[tuple[int, np.ndarray]]] = {}
         for frame in sorted(self.frames, key=lambda frame: frame[0]):
-            groups.setdefault(day_night_of(names.get(frame[0], "")), []).append(frame)
-        if set(groups) != {"day", "night"}:
+            groups.setdefault(condition_of(names.get(frame[0], "")), []).append(frame)
+        if set(groups) != set(CONDITIONS):
             groups = {None: self.frames}
         picked = []
         for k, frames in enumerate(groups.values()):

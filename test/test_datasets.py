@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from fusionsam_model.data.classes import FMB, MFNET
+from fusionsam_model.data.conditions import is_night
 from fusionsam_model.data.datasets import (
     DatasetError,
     FMBDataset,
     MFNetDataset,
     Sample,
     detect_layout,
-    is_night,
     open_dataset,
 )
 from fusionsam_model.data.synth import generate

@@ -134,10 +134,10 @@ def test_streaming_report_equals_offline_evaluation(
         torch.set_num_threads(threads)
     assert report["confusion_matrix"] == offline["confusion_matrix"]
     assert report["overall"]["miou"] == offline["overall"]["miou"]
-    assert report["overall"]["per_class_iou"] == offline["overall"]["iou"]
+    assert report["overall"]["iou"] == offline["overall"]["iou"]
     for condition in ("day", "night"):
         assert report[condition]["miou"] == offline[condition]["miou"]
-        assert report[condition]["frames"] == offline[condition]["pairs"] == FRAMES // 2
+        assert report[condition]["pairs"] == offline[condition]["pairs"] == FRAMES // 2
     assert report["latency_ms"]["p50"] > 0
     for name in ("report.md", "iou.png", "latency.png", "overlay_strip.png"):
         assert (out / name).stat().st_size > 0, name
@@ -196,7 +196,7 @@ def test_scorer_pairs_by_exact_stamp_in_any_arrival_order() -> None:
     assert report["confusion_matrix"] == expected.matrix.tolist()
     assert report["frames"]["matched"] == 2
     assert (report["frames"]["dropped"], report["frames"]["unmatched_predictions"]) == (1, 1)
-    assert (report["day"]["frames"], report["night"]["frames"]) == (1, 1)
+    assert (report["day"]["pairs"], report["night"]["pairs"]) == (1, 1)
     assert [m["latency_ms"] for m in report["matched"]] == pytest.approx([200.0, 250.0])
     assert [m["name"] for m in report["matched"]] == ["00002N", "00001D"]
 

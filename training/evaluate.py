@@ -1,7 +1,8 @@
 """Offline evaluation: ``python -m training.evaluate --checkpoint C --data ROOT --split test``.
 
-Runs the node's own inference path (``Segmenter.predict``) over a dataset split and
-accumulates one ``ConfusionMatrix`` at the labels' native resolution. Prints a
+The command line over ``fusionsam_model.evaluation.offline.evaluate``, which runs the
+node's own inference path (``Segmenter.predict``) over a dataset split and scores it
+with ``evaluation.scoring`` (one confusion matrix at the labels' native resolution). Prints a
 per-class IoU table laid out like the paper's tables (MFNet / FMB class columns +
 mIoU), the scoring protocol, day/night results for MFNet-style names (…D / …N),
 throughput, and optionally writes a confusion-matrix PNG and a JSON report.
@@ -21,116 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from fusionsam_model.data.classes import ClassTable
-from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
-from fusionsam_model.evaluation.metrics import ConfusionMatrix
-from fusionsam_model.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS, score
+from fusionsam_model.evaluation.offline import evaluate, table_columns
 
-
-def table_columns(class_table: ClassTable) -> list[int]:
-    """Class ids shown as columns: every scored class (MFNet's Table 1 prints Unlabeled too)."""
-    return list(class_table.scored)
-
-
-def day_night_of(name: str) -> str | None:
-    """MFNet names end in D (day) or N (night); other names have no condition."""
-    tail = Path(name).stem[-1:].upper()
-    return {"D": "day", "N": "night"}.get(tail)
-
-
-def _summary(cm: ConfusionMatrix, class_table: ClassTable, count: int) -> dict[str, Any]:
-    iou = cm.iou()
-    return {
-        "pairs": count,
-        "miou": _num(cm.miou()),
-        "iou": {class_table.names[i]: _num(iou[i]) for i in range(class_table.num_classes)},
-    }
-
-
-def _num(x: float) -> float | None:
-    """NaN (class absent) becomes None so the JSON stays standard."""
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def evaluate(
-    segmenter,
-    dataset,
-    limit: int | None = None,
-    progress: bool = False,
-    warmup: int = 1,
-) -> dict[str, Any]:
-    """Score ``segmenter`` on ``dataset`` (len(), [i] -> Sample); returns a JSON-ready dict.
-
-    Keys: ``protocol``, ``class_table``, ``overall`` / ``day`` / ``night`` (each with
-    ``miou``, per-class ``iou``, ``pairs``; day/night only for MFNet-style names),
-    ``confusion_matrix`` (rows = label, cols = prediction), ``throughput_pairs_per_s``
-    (Segmenter.predict calls only, after ``warmup`` untimed pairs are excluded),
-    ``mean_timings_ms`` per stage, ``names`` of the scored pairs.
-    """
-    table = segmenter.class_table
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    if n == 0:
-        raise ValueError("evaluate: the dataset split is empty")
-    overall = ConfusionMatrix(table)
-    all_ids = ConfusionMatrix(num_classes=table.num_classes)  # nothing ignored: any protocol
-    parts = {"day": ConfusionMatrix(table), "night": ConfusionMatrix(table)}
-    counts = {"day": 0, "night": 0}
-    timed_s, timed_n = 0.0, 0
-    fusion = FusionMeter()  # fused-image-only metrics (VIFB definitions) of every pair
-    stage_ms: dict[str, float] = {}
-    names = []
-    indices = range(n)
-    if progress:
-        from tqdm import tqdm
-
-        indices = tqdm(indices, desc="evaluate", unit="pair", dynamic_ncols=True, file=sys.stderr)
-    for i in indices:
-        sample = dataset[i]
-        t0 = time.perf_counter()
-        pred = segmenter.predict(sample.rgb, sample.thermal)
-        dt = time.perf_counter() - t0
-        if i >= warmup or n <= warmup:
-            timed_s += dt
-            timed_n += 1
-            for k, v in pred.timings.items():
-                stage_ms[k] = stage_ms.get(k, 0.0) + float(v)
-        if pred.labels.shape != sample.label.shape:
-            raise ValueError(
-                f"prediction {pred.labels.shape} and label {sample.label.shape} differ for {sample.name}"
-            )
-        overall.update(pred.labels, sample.label)
-        all_ids.update(pred.labels, sample.label)
-        fusion.update(compute_no_reference(pred.fused))
-        cond = day_night_of(sample.name)
-        if cond is not None:
-            parts[cond].update(pred.labels, sample.label)
-            counts[cond] += 1
-        names.append(sample.name)
-    result: dict[str, Any] = {
-        "class_table": table.name,
-        "protocol": table.protocol,
-        "class_names": list(table.names),
-        "columns": [table.names[i] for i in table_columns(table)],
-        "overall": _summary(overall, table, n),
-        "confusion_matrix": overall.matrix.tolist(),
-        "confusion_matrix_all_ids": all_ids.matrix.tolist(),
-        # mIoU of the same predictions under each named protocol of this class table
-        "protocols": {
-            name: score(all_ids.matrix, table.names, name)["miou"]
-            for name, p in PROTOCOLS.items()
-            if p.class_table == table.name
-        },
-        "default_protocol": DEFAULT_PROTOCOL.get(table.name),
-        "throughput_pairs_per_s": timed_n / timed_s if timed_s > 0 else None,
-        "mean_timings_ms": {k: v / max(timed_n, 1) for k, v in stage_ms.items()},
-        "backend": getattr(segmenter, "backend_name", "torch"),
-        "fusion_metrics": fusion.means(),
-        "names": names,
-    }
-    for cond in ("day", "night"):
-        if counts[cond]:
-            result[cond] = _summary(parts[cond], table, counts[cond])
-    return result
+__all__ = ["evaluate", "format_table", "main", "save_confusion_png", "table_columns"]
 
 
 def format_table(result: dict[str, Any]) -> str:

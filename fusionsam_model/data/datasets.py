@@ -35,11 +35,6 @@ class Sample:
     label: np.ndarray  # (H, W) uint8 class ids
 
 
-def is_night(name: str) -> bool:
-    """MFNet names end in D (day) or N (night), e.g. ``00001N``."""
-    return name.upper().endswith("N")
-
-
 def _read(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(f"missing file {path}")

@@ -33,6 +33,14 @@ import numpy as np
 from tqdm import tqdm
 
 from fusionsam_model.data.classes import FMB, MFNET, ClassTable
+from fusionsam_model.data.conditions import (
+    CONDITIONS,
+    DAY,
+    NIGHT,
+    condition_of,
+    is_night,
+    mfnet_name,
+)
 
 KINDS = (
     "void",
@@ -125,7 +133,7 @@ LAYOUTS = {
 
 def image_name(index: int) -> str:
     """MFNet-style name: 1-based number and D (day) or N (night); odd indices are night."""
-    return f"{index + 1:05d}{'N' if index % 2 else 'D'}"
+    return mfnet_name(index + 1, NIGHT if index % 2 else DAY)
 
 
 def split_of(index: int) -> str:
@@ -888,7 +896,7 @@ def render(
     """One pair: (rgb (H,W,3) uint8 RGB, thermal (H,W) uint8, label (H,W) uint8 in the layout's ids)."""
     spec = LAYOUTS[layout]
     rng = np.random.default_rng([seed, index])
-    night = index % 2 == 1
+    night = is_night(image_name(index))
     canvas = _Scene(rng, spec.height, spec.width, night).render()
     rgb = _rgb_sensor(canvas, rng, night)
     thermal = _thermal_sensor(canvas, rng)
@@ -963,8 +971,8 @@ def generate(
     if layout == "fmb":  # FMB has no validation split: val joins train
         return {"train": sorted(splits["train"] + splits["val"]), "test": splits["test"]}
     lists = dict(splits)
-    lists["test_day"] = [n for n in splits["test"] if n.endswith("D")]
-    lists["test_night"] = [n for n in splits["test"] if n.endswith("N")]
+    for condition in CONDITIONS:
+        lists[f"test_{condition}"] = [n for n in splits["test"] if condition_of(n) == condition]
     for split, names in lists.items():
         (root / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     return splits
