@@ -565,6 +565,20 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
     return png
 
 
+README_BEGIN = "<!-- tables:begin (written by python -m training.tables --readme README.md) -->"
+README_END = "<!-- tables:end -->"
+
+
+def write_into_readme(readme: Path, text: str) -> None:
+    """Replace the block between the two markers in ``readme`` with ``text``."""
+    doc = readme.read_text()
+    if README_BEGIN not in doc or README_END not in doc:
+        raise SystemExit(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block")
+    head, rest = doc.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{text.strip()}\n{README_END}{tail}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "render"))
@@ -577,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
     p.add_argument("--plot", default=None, help="write the LSTG-study curve PNG here")
+    p.add_argument("--readme", default=None, help="also write the tables into this README's block")
     return p
 
 
@@ -597,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     if args.plot:
         print(f"wrote {plot_lstg(out, args.size, Path(args.plot))}")
+    if args.readme:
+        write_into_readme(Path(args.readme), (out / "tables.md").read_text())
+        print(f"wrote the tables into {args.readme}")
     return 0
 
 
