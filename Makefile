@@ -26,10 +26,12 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT
 venv: $(STAMP)
 
 # Reinstalls only when a requirements file or setup.py changed since the last install.
-$(STAMP): requirements.txt requirements-ros.txt setup.py scripts/ament_develop.sh $(ROS_WHEELS)
+$(STAMP): requirements.txt requirements-ros.txt requirements-sam2.txt setup.py scripts/ament_develop.sh $(ROS_WHEELS)
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 		echo "creating $(VENV) (Python 3.11)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); fi
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQS))
+	@# sam2 is source-only: built without its CUDA extension, against the venv's torch
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-build-isolation -r requirements-sam2.txt
 ifndef ROS_DISTRO
 	$(if $(ROS_WHEELS),bash $(ROS_WHEELS) $(VENV),@echo "no ../shared/ros2-wheels: ros2 launch/run tools not installed (their tests skip)")
 endif
