@@ -1,0 +1,1 @@
+"""Data: class tables, the synthetic scene generator, dataset readers and aligned augmentation."""
