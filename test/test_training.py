@@ -164,7 +164,7 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path)
     # Both ranks moved away from the common initialisation (so equality is not trivial).
     from fusionsam_model.modeling.config import build_config
     from fusionsam_model.modeling.model import FusionSAM
-    from training.checkpointing import seed_everything
+    from training.run_state import seed_everything
 
     seed_everything(0)
     init = FusionSAM(build_config("tiny", input_size=64, num_classes=9)).state_dict()

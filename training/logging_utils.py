@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,6 +75,39 @@ class RunLogger:
             rows.append(torch.cat(tiles, dim=2))
         self.writer.add_image(tag, torch.cat(rows, dim=1), step)
 
+    def preview_panels(
+        self,
+        model: torch.nn.Module,
+        preview: dict[str, torch.Tensor],
+        stage: str,
+        epoch: int,
+        class_table: ClassTable,
+    ) -> None:
+        """The model on the fixed val preview pairs: an image panel, and in stage lstg the
+        reconstructions next to their sources."""
+        if self.writer is None:
+            return
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in preview.items()}
+        model.eval()
+        with torch.no_grad():
+            out = model(batch["rgb"], batch["thermal"], reconstruct=stage == "lstg")
+        out_d = {
+            "fused": out.fused,
+            "mask_logits": out.mask_logits,
+            "class_logits": out.class_logits,
+        }
+        self.image_panel(f"{stage}/val_preview", batch, out_d, class_table, epoch)
+        if stage == "lstg":
+            for k, rec in (("rgb", out.recon_rgb), ("thermal", out.recon_thermal)):
+                if rec is not None:
+                    src = batch[k].float().cpu()
+                    self.writer.add_images(
+                        f"lstg/reconstruction_{k}",
+                        torch.cat([src, rec.float().cpu()], dim=3),
+                        epoch,
+                    )
+
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
@@ -81,6 +115,38 @@ class RunLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def epoch_line(entry: dict[str, Any]) -> str:
+    """One console line per epoch: loss, val mIoU, codebook perplexity, speed."""
+    parts = [
+        f"{entry['stage']} epoch {entry['epoch']}",
+        f"loss {entry.get('loss', float('nan')):.4f}",
+    ]
+    if "val_miou" in entry and entry["val_miou"] is not None:
+        parts.append(f"val mIoU {100 * entry['val_miou']:.2f}")
+    for k in ("perplexity_rgb", "perplexity_thermal"):
+        if k in entry:
+            parts.append(f"{k} {entry[k]:.1f}")
+    parts.append(f"{entry['images_per_s']:.1f} img/s, {entry['seconds']:.0f} s")
+    return ", ".join(parts)
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    """The end-of-run summary the CLI prints."""
+    print("\n=== training report ===")
+    print(
+        f"run: {rep['out_dir']}  stages: {'+'.join(rep['stages'])}  processes: {rep['processes']}"
+    )
+    print(f"perceptual loss: {rep['perceptual_loss']}")
+    for stage, s in rep["stage_seconds"].items():
+        print(f"stage {stage}: {s / 60:.1f} min")
+    if rep["best_val_miou"] is not None:
+        print(
+            f"best val mIoU ({rep['select_split']} split): {100 * rep['best_val_miou']:.2f} at seg epoch {rep['best_epoch']}"
+        )
+    print(f"checkpoints: {rep['checkpoints']}")
+    print(f"report: {Path(rep['out_dir']) / 'report.json'}")
 
 
 def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:

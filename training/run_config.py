@@ -3,7 +3,8 @@
 One nested dict with sections ``model`` (ModelConfig fields plus ``class_table`` and
 ``sam_checkpoint``), ``data``, ``train``, ``lstg``, ``seg`` and ``loss``. Defaults
 live here so a config file only names what differs; unknown keys are errors so a
-typo never silently trains the wrong thing.
+typo never silently trains the wrong thing. ``validate`` also casts the dict into the
+typed ``training.options.RunOptions`` the trainer reads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from training.options import MODEL_RUN_KEYS, ConfigError, RunOptions
+
+__all__ = ["DEFAULTS", "ConfigError", "RunOptions", "load_config", "model_overrides", "validate"]
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -94,10 +99,6 @@ STAGES = ("lstg", "seg", "both")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-class ConfigError(ValueError):
-    """A training config that cannot run; the message names the key."""
-
-
 def _parse_value(text: str) -> Any:
     """Override values use YAML scalars: 2, 1e-4, true, null, [1, 2], mfnet."""
     return yaml.safe_load(text) if text != "" else ""
@@ -148,11 +149,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 def model_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
     """The ``model`` section minus the keys that are not ModelConfig fields."""
-    return {
-        k: v
-        for k, v in cfg["model"].items()
-        if k not in ("preset", "class_table", "sam_checkpoint", "init_lstg_from", "init_from")
-    }
+    return {k: v for k, v in cfg["model"].items() if k not in MODEL_RUN_KEYS}
 
 
 def is_test_split(name: str | None) -> bool:
@@ -202,3 +199,4 @@ def validate(cfg: dict[str, Any]) -> None:
     for stage in ("lstg", "seg"):
         if int(cfg[stage]["epochs"]) < 0:
             raise ConfigError(f"{stage}.epochs must be >= 0")
+    RunOptions.from_dict(cfg)  # every value casts to its type: a bad one fails here, not mid-run

@@ -143,6 +143,12 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         raise _corrupt(path, e) from e
 
 
+def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """The raw stored dict of a .pt file, read safely (weights_only=True): for callers that
+    need more than the model, e.g. the trainer's resume state or its LSTG initialisation."""
+    return _read(Path(path), map_location)
+
+
 def _corrupt(path: Path, e: Exception) -> CheckpointError:
     first = str(e).splitlines()[0] if str(e) else ""
     return CheckpointError(
