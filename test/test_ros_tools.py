@@ -58,11 +58,12 @@ def ros2_until(
     args: list[str],
     ok: Callable[[subprocess.CompletedProcess], bool],
     timeout_s: float = 40.0,
+    call_timeout_s: float = 30.0,
 ) -> subprocess.CompletedProcess:
     """Repeat a ros2 command until ``ok`` (the node may not be discovered yet)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        result = ros2(env, *args)
+        result = ros2(env, *args, timeout_s=call_timeout_s)
         if ok(result) or time.monotonic() > deadline:
             print("$ ros2", " ".join(args), "\n", result.stdout, result.stderr)
             return result
@@ -246,7 +247,8 @@ def test_ros2_run_managed_node_driven_by_ros2_lifecycle(
                 env,
                 ["lifecycle", "set", node, name],
                 lambda r: "Transitioning successful" in r.stdout,
-                timeout_s=READY_TIMEOUT_S,
+                timeout_s=60.0,
+                call_timeout_s=READY_TIMEOUT_S,  # configure loads the model (torch import)
             )
             assert "Transitioning successful" in r.stdout, r.stdout + r.stderr + proc.output()
 
