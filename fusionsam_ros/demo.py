@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip re-scoring the streamed frames with training/evaluate.py",
     )
-    parser.add_argument("--domain-id", type=int, default=None, help="default: 100 + pid % 100")
+    parser.add_argument("--domain-id", type=int, default=None, help="default: 100 + pid %% 100")
     parser.add_argument(
         "--real-frames",
         type=int,
