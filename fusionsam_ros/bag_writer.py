@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .cli_types import positive_float
+from .ros_time import NS_PER_S
 
 RGB_TOPIC = "rgb/image"
 THERMAL_TOPIC = "thermal/image"
@@ -111,9 +112,8 @@ def camera_qos() -> list[Any]:
 
 def header(stamp_ns: int, frame_id: str) -> Any:
     types = typestore().types
-    stamp = types["builtin_interfaces/msg/Time"](
-        sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000)
-    )
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
     return types[HEADER_TYPE](stamp=stamp, frame_id=frame_id)
 
 

@@ -59,9 +59,9 @@ def _checkpoint(path: str | None, workdir: Path) -> tuple[Path, str]:
 
 def _image(pixels: np.ndarray, encoding: str, stamp_ns: int):
     from .image_conversion import array_to_image
+    from .ros_time import set_stamp
 
-    msg = array_to_image(pixels, encoding)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg = set_stamp(array_to_image(pixels, encoding), stamp_ns)
     msg.header.frame_id = "camera"
     return msg
 

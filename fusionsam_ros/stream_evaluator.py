@@ -40,6 +40,7 @@ from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
 from .bag_writer import LABEL_TOPIC, NAME_TOPIC
 from .cli_types import ensure_writable_dir
+from .ros_time import header_ns, stamp_ns
 
 PRED_TOPIC = "fusionsam/semantic"
 OVERLAY_TOPIC = "fusionsam/overlay"
@@ -47,10 +48,6 @@ LATENCY_DEFINITION = (
     "mask arrival minus arrival of the label with the same stamp (published with the RGB "
     "frame by the player), both measured in the evaluator process"
 )
-
-
-def stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 @dataclass
@@ -437,7 +434,7 @@ class StreamEvaluator:
         except ValueError as exc:
             self.node.get_logger().error(f"{self.topics['labels']}: {exc}")
             return
-        self.scorer.add_label(stamp_ns(msg.header), pixels, now)
+        self.scorer.add_label(stamp_ns(msg), pixels, now)
 
     def _on_prediction(self, msg: Any) -> None:
         now = self._touch()
@@ -446,18 +443,18 @@ class StreamEvaluator:
         except ValueError as exc:
             self.node.get_logger().error(f"{self.topics['predictions']}: {exc}")
             return
-        self.scorer.add_prediction(stamp_ns(msg.header), pixels, now)
+        self.scorer.add_prediction(stamp_ns(msg), pixels, now)
 
     def _on_name(self, msg: Any) -> None:
         self._touch()
-        self.scorer.add_name(stamp_ns(msg), msg.frame_id)
+        self.scorer.add_name(header_ns(msg), msg.frame_id)
 
     def _on_overlay(self, msg: Any) -> None:
         from .compressed_image import rgb_from_message as rgb_from_image
 
         self._touch()
         try:
-            self.overlays.add(stamp_ns(msg.header), rgb_from_image(msg))
+            self.overlays.add(stamp_ns(msg), rgb_from_image(msg))
         except ValueError as exc:
             self.node.get_logger().warning(f"overlay: {exc}")
 
@@ -470,7 +467,7 @@ class StreamEvaluator:
         except ValueError as exc:
             self.node.get_logger().warning(f"fused image: {exc}")
             return
-        self.fused.add(stamp_ns(msg.header), image)
+        self.fused.add(stamp_ns(msg), image)
         self.fusion_meter.update(compute_no_reference(image))
 
     def _touch(self) -> float:

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .ros_time import stamp_ns
+
 try:  # the ROS-native path comes first; FUSIONSAM_ROS_FALLBACK=1 forces the own one (tests)
     if os.environ.get("FUSIONSAM_ROS_FALLBACK") == "1":
         raise ImportError("FUSIONSAM_ROS_FALLBACK=1")
@@ -35,11 +37,6 @@ except ImportError:  # no pip wheel exists for message_filters
 
 PairCallback = Callable[[Any, Any], None]
 RGB, THERMAL = 0, 1
-
-
-def stamp_ns(msg: Any) -> int:
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class ApproximateTimePairer:

@@ -290,6 +290,8 @@ def make_image(
     """sensor_msgs/Image with optional padding bytes after every row and a chosen byte order."""
     from sensor_msgs.msg import Image
 
+    from fusionsam_ros.ros_time import set_stamp
+
     a = np.ascontiguousarray(pixels)
     if a.dtype.itemsize > 1:
         a = a.astype(a.dtype.newbyteorder(">" if bigendian else "<"))
@@ -297,8 +299,7 @@ def make_image(
     rows = a.reshape(h, -1).view(np.uint8)
     if row_padding:
         rows = np.concatenate([rows, np.full((h, row_padding), 0xAB, np.uint8)], axis=1)
-    msg = Image()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    msg = set_stamp(Image(), stamp_ns)
     msg.header.frame_id = frame_id
     msg.height, msg.width = h, w
     msg.encoding = encoding

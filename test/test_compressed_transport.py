@@ -35,6 +35,7 @@ from fusionsam_ros.bag_writer import (
 from fusionsam_ros.diagnostics import diagnostics_values
 from fusionsam_ros.image_conversion import ImageError
 from fusionsam_ros.node import DIAGNOSTIC_NAME
+from fusionsam_ros.ros_time import set_stamp
 
 RNG = np.random.default_rng(3)
 JPEG_QUALITY = 90
@@ -50,8 +51,7 @@ def smooth_rgb(h: int, w: int) -> np.ndarray:
 
 
 def with_stamp(msg, stamp_ns: int = 1_700_000_000_123_000_000):
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return msg
+    return set_stamp(msg, stamp_ns)
 
 
 # --- decoding, no ROS graph ----------------------------------------------------------------
