@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusionsam_model.data.classes import MFNET
 from fusionsam_model.evaluation.protocols import PROTOCOLS, score
 
 BASE_CONFIG = "training/configs/synth_tiny.yaml"
@@ -273,17 +274,7 @@ def run_all(size_name: str, out: Path, jobs: int, device: str, only: list[str] |
 
 # --------------------------------------------------------------------------- rendering
 # Peer rows quoted from the paper (FusionSAM, AAAI 2025 / arXiv 2408.13980, Tables 1-4).
-MFNET_COLUMNS = [
-    "unlabeled",
-    "car",
-    "person",
-    "bike",
-    "curve",
-    "car_stop",
-    "guardrail",
-    "color_cone",
-    "bump",
-]
+MFNET_COLUMNS = list(MFNET.names)  # the paper's Table 1 columns are our class names
 QUOTED_T1 = {
     "EGFNet23": [97.7, 87.6, 69.8, 58.8, 42.8, 33.8, 7.3, 48.3, 47.1, 54.8],
     "SegMiF23": [98.1, 87.8, 71.4, 63.2, 47.5, 31.1, 0.0, 48.9, 50.3, 56.1],
