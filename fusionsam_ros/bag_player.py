@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, RGB_TOPIC, THERMAL_TOPIC, typestore
+from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, typestore
 from .cli_types import positive_float
+from .topics import RGB_TOPIC, THERMAL_TOPIC, compressed_topic
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
@@ -119,7 +120,7 @@ def check_required(path: str | Path, required: tuple[str, ...]) -> dict[str, tup
     have = {t.lstrip("/") for t in topics}
 
     def forms(topic: str) -> set[str]:  # raw or image_transport's compressed transport
-        return {topic.lstrip("/"), topic.lstrip("/") + "/compressed"}
+        return {topic.lstrip("/"), compressed_topic(topic.lstrip("/"))}
 
     missing = [t for t in required if not forms(t) & have]
     wanted = set().union(*(forms(t) for t in required)) if required else set()

@@ -42,17 +42,19 @@ import numpy as np
 
 from .cli_types import positive_float
 from .ros_time import NS_PER_S
+from .topics import (
+    LABEL_TOPIC,
+    NAME_TOPIC,
+    RGB_COMPRESSED_TOPIC,
+    RGB_TOPIC,
+    THERMAL_COMPRESSED_TOPIC,
+    THERMAL_TOPIC,
+)
 
-RGB_TOPIC = "rgb/image"
-THERMAL_TOPIC = "thermal/image"
-LABEL_TOPIC = "label/image"
-NAME_TOPIC = "label/name"
 RGB_FRAME = "rgb_camera"
 THERMAL_FRAME = "thermal_camera"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-RGB_COMPRESSED_TOPIC = RGB_TOPIC + "/compressed"
-THERMAL_COMPRESSED_TOPIC = THERMAL_TOPIC + "/compressed"
 RGB_CODECS = ("jpeg", "png")
 HEADER_TYPE = "std_msgs/msg/Header"
 TOPIC_TYPES = {

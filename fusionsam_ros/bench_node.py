@@ -82,8 +82,9 @@ def overhead(checkpoint: str | None, pairs: int) -> None:
     from sensor_msgs.msg import Image
 
     from . import image_conversion as conv
-    from .node import OUTPUT_TOPICS, FusionSAMNode
+    from .node import FusionSAMNode
     from .sync import ApproximateTimePairer
+    from .topics import OUTPUT_TOPICS
 
     with tempfile.TemporaryDirectory() as tmp:
         path, origin = _checkpoint(checkpoint, Path(tmp))
@@ -163,6 +164,8 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
 
     from .diagnostics import diagnostics_values
     from .node import DIAGNOSTIC_NAME
+    from .ros_time import stamp_ns
+    from .topics import RGB_TOPIC, SEMANTIC_TOPIC, THERMAL_TOPIC
 
     with tempfile.TemporaryDirectory() as tmp:
         path, origin = _checkpoint(checkpoint, Path(tmp))
@@ -178,13 +181,12 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
         diagnostics: list[DiagnosticArray] = []
 
         def on_mask(msg: Image) -> None:
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            latencies.append((time.time_ns() - stamp) / 1e6)
+            latencies.append((time.time_ns() - stamp_ns(msg)) / 1e6)
 
-        client.create_subscription(Image, "fusionsam/semantic", on_mask, 10)
+        client.create_subscription(Image, SEMANTIC_TOPIC, on_mask, 10)
         client.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-        rgb_pub = client.create_publisher(Image, "rgb/image", qos_profile_sensor_data)
-        th_pub = client.create_publisher(Image, "thermal/image", qos_profile_sensor_data)
+        rgb_pub = client.create_publisher(Image, RGB_TOPIC, qos_profile_sensor_data)
+        th_pub = client.create_publisher(Image, THERMAL_TOPIC, qos_profile_sensor_data)
         executor = SingleThreadedExecutor()
         executor.add_node(client)
         threading.Thread(target=executor.spin, daemon=True).start()

@@ -23,6 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from . import image_conversion as conv
 from .image_conversion import ImageError
+from .topics import compressed_topic
 
 TRANSPORTS = ("raw", "compressed")
 CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
@@ -37,7 +38,7 @@ def transport_topic(topic: str, transport: str) -> str:
     """The topic a transport uses: ``rgb/image`` -> ``rgb/image/compressed``."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
-    return topic if transport == "raw" else f"{topic.rstrip('/')}/compressed"
+    return topic if transport == "raw" else compressed_topic(topic)
 
 
 @dataclass(frozen=True)

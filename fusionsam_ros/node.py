@@ -48,9 +48,11 @@ from .params import (
     results_summary,
     with_changes,
 )
+from .ros_time import stamp_ns
 from .shutdown import SignalShutdown, exit_now
-from .sync import make_pairer, stamp_ns
+from .sync import make_pairer
 from .time_jumps import TimeJump, TimeJumpDetector
+from .topics import OUTPUT_TOPICS
 from .transport_events import TransportEvents
 
 NODE_NAME = "fusionsam_node"
@@ -58,12 +60,6 @@ DIAGNOSTIC_NAME = "fusionsam_node: pipeline"
 LOG_THROTTLE_S = 5.0
 EXIT_BAD_PARAMETER = 2
 EXIT_MODEL_LOAD_FAILED = 3
-OUTPUT_TOPICS = {
-    "semantic": "fusionsam/semantic",
-    "color": "fusionsam/semantic_color",
-    "overlay": "fusionsam/overlay",
-    "fused": "fusionsam/fused_image",
-}
 
 
 class ModelLoadError(RuntimeError):

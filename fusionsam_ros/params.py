@@ -12,6 +12,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .topics import RGB_TOPIC, THERMAL_TOPIC
+
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 QOS_CHOICES = ("sensor_data", "reliable")
@@ -31,10 +33,10 @@ class Param:
 PARAMETERS: tuple[Param, ...] = (
     Param(
         "rgb_topic",
-        "rgb/image",
+        RGB_TOPIC,
         "RGB camera topic (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)",
     ),
-    Param("thermal_topic", "thermal/image", "thermal camera topic (mono8, mono16, 16UC1, 32FC1)"),
+    Param("thermal_topic", THERMAL_TOPIC, "thermal camera topic (mono8, mono16, 16UC1, 32FC1)"),
     Param(
         "rgb_transport",
         "raw",

@@ -38,12 +38,18 @@ from fusionsam_model.data.conditions import CONDITIONS, condition_of
 from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
-from .bag_writer import LABEL_TOPIC, NAME_TOPIC
 from .cli_types import ensure_writable_dir
 from .ros_time import header_ns, stamp_ns
+from .topics import (
+    FUSED_TOPIC,
+    LABEL_TOPIC,
+    NAME_TOPIC,
+    OVERLAY_TOPIC,
+    SEMANTIC_TOPIC,
+    is_compressed_topic,
+)
 
-PRED_TOPIC = "fusionsam/semantic"
-OVERLAY_TOPIC = "fusionsam/overlay"
+PRED_TOPIC = SEMANTIC_TOPIC  # the node's mask is the prediction scored against the labels
 LATENCY_DEFINITION = (
     "mask arrival minus arrival of the label with the same stamp (published with the RGB "
     "frame by the player), both measured in the evaluator process"
@@ -377,7 +383,7 @@ class StreamEvaluator:
         from std_msgs.msg import Header
 
         def image_type(topic: str) -> type:  # image_transport's naming: <base>/compressed
-            return CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
+            return CompressedImage if is_compressed_topic(topic) else Image
 
         self.node = node
         self.scorer = StreamScorer(class_table)
@@ -562,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the drive has no labels (real camera pairs): report the mask rate, score nothing; "
         "--count then counts masks",
     )
-    parser.add_argument("--fused-topic", default="fusionsam/fused_image")
+    parser.add_argument("--fused-topic", default=FUSED_TOPIC)
     parser.add_argument(
         "--fused",
         type=int,

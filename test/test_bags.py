@@ -21,6 +21,7 @@ from fusionsam_ros.bag_writer import (
     typestore,
     write_bag,
 )
+from fusionsam_ros.ros_time import header_ns
 
 
 def make_samples(count: int, thermal_dtype: type = np.uint8, seed: int = 0) -> list:
@@ -51,8 +52,7 @@ def read_back(bag: Path) -> dict[str, list]:
 
 def stamp(msg) -> int:
     """Stamp of an Image (its header) or of a Header message itself."""
-    header = getattr(msg, "header", msg)
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    return header_ns(getattr(msg, "header", msg))
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

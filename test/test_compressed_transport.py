@@ -22,6 +22,7 @@ from conftest import start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 
 from fusionsam_ros import compressed_image as ci
+from fusionsam_ros import ros_time
 from fusionsam_ros.bag_player import check_required, read_messages
 from fusionsam_ros.bag_writer import (
     LABEL_TOPIC,
@@ -35,7 +36,6 @@ from fusionsam_ros.bag_writer import (
 from fusionsam_ros.diagnostics import diagnostics_values
 from fusionsam_ros.image_conversion import ImageError
 from fusionsam_ros.node import DIAGNOSTIC_NAME
-from fusionsam_ros.ros_time import set_stamp
 
 RNG = np.random.default_rng(3)
 JPEG_QUALITY = 90
@@ -51,7 +51,7 @@ def smooth_rgb(h: int, w: int) -> np.ndarray:
 
 
 def with_stamp(msg, stamp_ns: int = 1_700_000_000_123_000_000):
-    return set_stamp(msg, stamp_ns)
+    return ros_time.set_stamp(msg, stamp_ns)
 
 
 # --- decoding, no ROS graph ----------------------------------------------------------------
@@ -199,9 +199,7 @@ def test_node_serves_compressed_pairs_and_counts_corrupt_ones(ros_client, compre
         ci.compressed_message(thermal, "mono16", "png"),
         good,
     )
-    served = lambda: any(  # noqa: E731
-        m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == good for m in semantic
-    )
+    served = lambda: any(ros_time.stamp_ns(m) == good for m in semantic)  # noqa: E731
     assert wait_until(served, 20.0), node.output()
     assert "skipped input [corrupt_image]: RGB jpeg payload of 200 bytes is truncated" in (
         node.output()
