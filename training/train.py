@@ -365,7 +365,7 @@ class Trainer:
 
 def train(cfg: dict[str, Any], resume: str | None = None) -> tuple[dict[str, Any], Trainer]:
     """Run a whole training (library entry point used by the CLI and the tests)."""
-    info = init_distributed(cfg["train"]["device"])
+    info = init_distributed(RunOptions.from_dict(cfg).train.device)
     try:
         trainer = Trainer(cfg, info)
         if resume:
