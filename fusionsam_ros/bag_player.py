@@ -23,10 +23,12 @@ from typing import Any
 
 from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, typestore
 from .cli_types import positive_float
+from .qos import RELIABLE, SENSOR_DATA, qos_profile
 from .topics import RGB_TOPIC, THERMAL_TOPIC, compressed_topic
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)
+PLAYER_QOS_DEPTH = {SENSOR_DATA: 5, RELIABLE: 10}  # sensor_data: rclpy's profile, depth 5
 SETTLE_S = 1.0
 ACK_TIMEOUT_S = 5.0
 
@@ -194,13 +196,9 @@ def parse_remaps(items: list[str]) -> dict[str, str]:
 
 
 def make_qos(profile: str) -> Any:
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-    if profile == "sensor_data":
-        return qos_profile_sensor_data
-    if profile == "reliable":
-        return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    raise BagError(f"--qos must be sensor_data or reliable, got {profile!r}")
+    if profile not in PLAYER_QOS_DEPTH:
+        raise BagError(f"--qos must be sensor_data or reliable, got {profile!r}")
+    return qos_profile(profile, PLAYER_QOS_DEPTH[profile])
 
 
 def wait_for_subscribers(publishers: dict[str, Any], timeout_s: float) -> list[str]:
@@ -358,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--topics", nargs="+", default=None, metavar="TOPIC", help="play only these topics"
     )
-    parser.add_argument("--qos", choices=("sensor_data", "reliable"), default="reliable")
+    parser.add_argument("--qos", choices=tuple(PLAYER_QOS_DEPTH), default=RELIABLE)
     parser.add_argument(
         "--require",
         default=",".join(DEFAULT_REQUIRED),

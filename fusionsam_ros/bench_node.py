@@ -159,11 +159,11 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     from .diagnostics import diagnostics_values
     from .node import DIAGNOSTIC_NAME
+    from .qos import SENSOR_DATA, qos_profile
     from .ros_time import stamp_ns
     from .topics import RGB_TOPIC, SEMANTIC_TOPIC, THERMAL_TOPIC
 
@@ -185,8 +185,8 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
 
         client.create_subscription(Image, SEMANTIC_TOPIC, on_mask, 10)
         client.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-        rgb_pub = client.create_publisher(Image, RGB_TOPIC, qos_profile_sensor_data)
-        th_pub = client.create_publisher(Image, THERMAL_TOPIC, qos_profile_sensor_data)
+        rgb_pub = client.create_publisher(Image, RGB_TOPIC, qos_profile(SENSOR_DATA, 5))
+        th_pub = client.create_publisher(Image, THERMAL_TOPIC, qos_profile(SENSOR_DATA, 5))
         executor = SingleThreadedExecutor()
         executor.add_node(client)
         threading.Thread(target=executor.spin, daemon=True).start()

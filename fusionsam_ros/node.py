@@ -30,7 +30,6 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
@@ -48,6 +47,7 @@ from .params import (
     results_summary,
     with_changes,
 )
+from .qos import RELIABLE, qos_profile
 from .ros_time import stamp_ns
 from .shutdown import SignalShutdown, exit_now
 from .sync import make_pairer
@@ -215,17 +215,9 @@ class FusionSAMPipeline:
         p = self.params
         if self.mailbox.closed:
             self.mailbox = LatestPairMailbox()
-        if p.qos == "sensor_data":
-            sub_qos = QoSProfile(
-                depth=p.qos_depth,
-                reliability=qos_profile_sensor_data.reliability,
-                history=HistoryPolicy.KEEP_LAST,
-                durability=qos_profile_sensor_data.durability,
-            )
-        else:
-            sub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        sub_qos = qos_profile(p.qos, p.qos_depth)
         # Reliable publishers match both best-effort and reliable subscribers (RViz, tools).
-        pub_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        pub_qos = qos_profile(RELIABLE, p.qos_depth)
         # compressed transport: image_transport's <topic>/compressed, decoded in the worker
         self.input_topics = {
             what: compressed_image.transport_topic(topic, transport)

@@ -12,11 +12,12 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .qos import RELIABLE, SENSOR_DATA
 from .topics import RGB_TOPIC, THERMAL_TOPIC
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
-QOS_CHOICES = ("sensor_data", "reliable")
+QOS_CHOICES = (SENSOR_DATA, RELIABLE)  # a camera input: best effort or reliable
 TRANSPORT_CHOICES = ("raw", "compressed")
 CLASS_TABLE_CHOICES = ("", "mfnet", "fmb")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")

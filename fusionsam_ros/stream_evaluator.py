@@ -39,6 +39,7 @@ from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_re
 from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
 from .cli_types import ensure_writable_dir
+from .qos import BEST_EFFORT, RELIABLE, qos_profile
 from .ros_time import header_ns, stamp_ns
 from .topics import (
     FUSED_TOPIC,
@@ -349,18 +350,7 @@ def evaluator_qos(reliability: str, depth: int = 100) -> Any:
     publishers (reliable) then lose nothing in transport, so every frame the node drops
     is a real drop. ``best_effort`` is for best-effort publishers, which a reliable
     reader cannot match."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-    policies = {
-        "reliable": ReliabilityPolicy.RELIABLE,
-        "best_effort": ReliabilityPolicy.BEST_EFFORT,
-    }
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=policies[reliability],
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return qos_profile(reliability, depth)
 
 
 class StreamEvaluator:
@@ -577,8 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--qos",
-        choices=("reliable", "best_effort"),
-        default="reliable",
+        choices=(RELIABLE, BEST_EFFORT),
+        default=RELIABLE,
         help="subscription reliability (best_effort for best-effort publishers)",
     )
     return parser

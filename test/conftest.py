@@ -140,22 +140,19 @@ class RosClient:
             pass
 
     def publisher(self, topic: str, msg_type: Any = None, reliable: bool = False) -> Any:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
+        from fusionsam_ros.qos import BEST_EFFORT, RELIABLE, qos_profile
+
         if topic not in self._publishers:
-            qos = QoSProfile(
-                depth=10,
-                reliability=ReliabilityPolicy.RELIABLE
-                if reliable
-                else ReliabilityPolicy.BEST_EFFORT,
-            )
+            qos = qos_profile(RELIABLE if reliable else BEST_EFFORT, 10)
             self._publishers[topic] = self.node.create_publisher(msg_type or Image, topic, qos)
         return self._publishers[topic]
 
     def subscribe(self, topic: str, msg_type: Any = None) -> list[Any]:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
+
+        from fusionsam_ros.qos import RELIABLE, qos_profile
 
         if topic not in self._subscriptions:
             self.messages[topic] = []
@@ -164,7 +161,7 @@ class RosClient:
                 with self._lock:
                     self.messages[topic].append(msg)
 
-            qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            qos = qos_profile(RELIABLE, 50)
             self._subscriptions[topic] = self.node.create_subscription(
                 msg_type or Image, topic, store, qos
             )

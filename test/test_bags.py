@@ -21,6 +21,7 @@ from fusionsam_ros.bag_writer import (
     typestore,
     write_bag,
 )
+from fusionsam_ros.qos import RELIABLE, qos_profile
 from fusionsam_ros.ros_time import header_ns
 
 
@@ -257,11 +258,10 @@ def test_player_cli_reports_corruption_and_missing_bag(tmp_path: Path, ros_env) 
 # --- playback timing -------------------------------------------------------------------------
 def test_player_keeps_recorded_timing_and_remaps(tmp_path: Path, ros_env, ros_client) -> None:
     write_bag(make_samples(8), tmp_path / "timed", rate_hz=10, storage="mcap")
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     arrivals: list[tuple[float, int]] = []  # (arrival, stamp) recorded in the callback
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    qos = qos_profile(RELIABLE, 50)
     ros_client.node.create_subscription(
         Image, "cam/rgb", lambda m: arrivals.append((time.monotonic(), stamp(m))), qos
     )
