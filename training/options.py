@@ -152,4 +152,5 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
     try:
         return target(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a {target.__name__}, got {value!r}") from None
+        kind = {int: "an integer", float: "a number"}.get(target, f"a {target.__name__}")
+        raise ConfigError(f"{key} must be {kind}, got {value!r}") from None

@@ -194,9 +194,9 @@ def validate(cfg: dict[str, Any]) -> None:
             f"train.select_split={train['select_split']!r} must equal data.val_split="
             f"{data['val_split']!r}: best.pt is chosen on the validation split"
         )
-    if int(train["batch_size"]) < 1:
+    opts = RunOptions.from_dict(cfg)  # every value casts to its type: fails here, not mid-run
+    if opts.train.batch_size < 1:
         raise ConfigError(f"train.batch_size must be >= 1, got {train['batch_size']}")
     for stage in ("lstg", "seg"):
-        if int(cfg[stage]["epochs"]) < 0:
+        if opts.stage(stage).epochs < 0:
             raise ConfigError(f"{stage}.epochs must be >= 0")
-    RunOptions.from_dict(cfg)  # every value casts to its type: a bad one fails here, not mid-run
