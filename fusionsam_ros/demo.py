@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .paths import SOURCE_ROOT, fastdds_profile_file
+from .paths import SOURCE_ROOT
+from .processes import LoggedProcess, ros_environment
 
 SAFETY = 2.5  # playback period / measured inference time: the CPU is shared with 3 processes
 ROADSCENE = SOURCE_ROOT.parent / "shared" / "data" / "roadscene"
@@ -110,60 +109,6 @@ def measure_inference_s(segmenter: Any, dataset: Any, frames: int = 3) -> float:
     return statistics.median(times[1:] or times)
 
 
-def ros_environment(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ROS_DOMAIN_ID=str(domain_id),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_DEFAULT_PROFILES_FILE=str(fastdds_profile_file()),
-        PYTHONUNBUFFERED="1",
-        RCUTILS_COLORIZED_OUTPUT="0",
-        OMP_NUM_THREADS=node_threads(),
-    )
-    return env
-
-
-class Process:
-    """A child process logging to a file; stopped with SIGINT like Ctrl-C would."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    def wait_for(self, text: str, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.2)
-        return False
-
-    def wait(self, timeout_s: float) -> int | None:
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout_s: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            if self.wait(timeout_s) is None:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
 class _Frames:
     """The dataset restricted to the frames the stream scored, in dataset order."""
 
@@ -235,7 +180,7 @@ def run_launch(
     # ros2 launch refuses an empty `name:=`: optional arguments only when given
     cmd += [f"node_params:={shlex.join(node_params)}"] if node_params else []
     cmd += [f"evaluator_args:={shlex.join(evaluator_args)}"] if evaluator_args else []
-    launch = Process("launch", cmd, env, logs)
+    launch = LoggedProcess(cmd, env, logs / "launch.log", name="launch")
     log(
         f"ros2 launch fusionsam_ros demo.launch.py on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
         f"(log {launch.log_path})"
@@ -261,7 +206,7 @@ def run_pipeline(
     node_params: tuple[str, ...] = (),
     evaluator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    env = ros_environment(domain_id)
+    env = ros_environment(domain_id, node_threads())
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if launch_tools():
@@ -269,10 +214,9 @@ def run_pipeline(
             out, bag, checkpoint, frames, rate, overlays, env, logs, node_params, evaluator_args
         )
     py = sys.executable
-    processes: list[Process] = []
+    processes: list[LoggedProcess] = []
     try:
-        node = Process(
-            "node",
+        node = LoggedProcess(
             # reliable inputs, as the bag offers them: transport loses no frame, so every
             # drop the report counts is the node's own (it keeps only the newest pair)
             [
@@ -287,14 +231,14 @@ def run_pipeline(
                 *(arg for param in node_params for arg in ("-p", param)),
             ],
             env,
-            logs,
+            logs / "node.log",
+            name="node",
         )
         processes.append(node)
         log(f"node: starting on ROS_DOMAIN_ID={domain_id} (log {node.log_path})")
-        if not node.wait_for("ready:", 300):
+        if not node.wait_for_output("ready:", 300):
             raise DemoError(f"the node did not become ready; its log ends with:\n{node.tail()}")
-        evaluator = Process(
-            "evaluator",
+        evaluator = LoggedProcess(
             [
                 py,
                 "-m",
@@ -310,14 +254,14 @@ def run_pipeline(
                 *evaluator_args,
             ],
             env,
-            logs,
+            logs / "evaluator.log",
+            name="evaluator",
         )
         processes.append(evaluator)
-        if not evaluator.wait_for("waiting for frames", 60):
+        if not evaluator.wait_for_output("waiting for frames", 60):
             raise DemoError(f"the evaluator did not start:\n{evaluator.tail()}")
         log(f"player: replaying {bag} at {rate:.3g}x recorded speed")
-        player = Process(
-            "player",
+        player = LoggedProcess(
             [
                 py,
                 "-m",
@@ -329,7 +273,8 @@ def run_pipeline(
                 "60",
             ],
             env,
-            logs,
+            logs / "player.log",
+            name="player",
         )
         processes.append(player)
         player_rc = player.wait(3600)

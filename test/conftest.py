@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from fusionsam_ros.processes import LoggedProcess, ros_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_camera_profile.xml"
@@ -89,17 +89,7 @@ def ros_domain_id() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def ros_env(ros_domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ROS_DOMAIN_ID=str(ros_domain_id),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE),
-        PYTHONUNBUFFERED="1",
-        RCUTILS_COLORIZED_OUTPUT="0",
-        RCUTILS_LOGGING_BUFFERED_STREAM="0",
-        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
-    )
-    return env
+    return ros_environment(ros_domain_id, os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 @pytest.fixture(scope="module")
@@ -199,45 +189,18 @@ def ros_client(ros_context: Any) -> Iterator[RosClient]:
 
 
 # --- the node under test in its own process --------------------------------------------------
-class NodeProcess:
-    """A ROS process whose combined stdout/stderr goes to ``log_path``."""
+class NodeProcess(LoggedProcess):
+    """A ROS process run from the repository root; a hang on SIGINT fails the test."""
 
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.cmd = cmd
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-        )
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.poll()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout_s: float) -> bool:
-        """True once ``text`` is in the log; False on timeout or when the process exited."""
-        return wait_until(
-            lambda: text in self.output() or self.proc.poll() is not None, timeout_s, 0.1
-        ) and (text in self.output())
+        super().__init__(cmd, env, log_path, cwd=REPO_ROOT)
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGINT (what Ctrl-C and launch send); SIGKILL and an error if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired as exc:
-                self.proc.kill()
-                self.proc.wait()
-                self._log.close()
-                raise AssertionError(
-                    f"{self.cmd} ignored SIGINT for {timeout_s} s:\n{self.output()}"
-                ) from exc
-        self._log.close()
-        return self.proc.returncode
+        code = super().stop(timeout_s)
+        if self.killed:
+            raise AssertionError(f"{self.cmd} ignored SIGINT for {timeout_s} s:\n{self.output()}")
+        return code
 
 
 def write_params_file(path: Path, params: dict[str, Any]) -> Path:
