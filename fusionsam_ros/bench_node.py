@@ -164,7 +164,7 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
     from .diagnostics import diagnostics_values
     from .node import DIAGNOSTIC_NAME
     from .qos import SENSOR_DATA, qos_profile
-    from .ros_time import stamp_ns
+    from .ros_time import set_stamp, stamp_ns
     from .topics import RGB_TOPIC, SEMANTIC_TOPIC, THERMAL_TOPIC
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,9 +204,9 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
         memory: list[tuple[float, float]] = [(0.0, _rss_mb(proc.pid))]
         while (elapsed := time.monotonic() - start) < seconds:
             rgb_msg, th_msg = frames[sent % len(frames)]
-            stamp = divmod(time.time_ns(), 1_000_000_000)
+            now_ns = time.time_ns()
             for m in (rgb_msg, th_msg):
-                m.header.stamp.sec, m.header.stamp.nanosec = stamp
+                set_stamp(m, now_ns)
             rgb_pub.publish(rgb_msg)
             th_pub.publish(th_msg)
             sent += 1
