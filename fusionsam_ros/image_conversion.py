@@ -86,7 +86,8 @@ def image_to_array(msg: Image) -> np.ndarray:
     # cv_bridge (4.1.0) byte-swaps with ndarray.newbyteorder(), which numpy 2 removed, and
     # reads padded rows (step > width*channels*bytes) as if tight, shifting every row:
     # such messages take the path below
-    foreign_order = dtype.itemsize > 1 and bool(msg.is_bigendian) != HOST_IS_BIGENDIAN
+    # (it calls newbyteorder whenever is_bigendian differs from the host, 8-bit data too)
+    foreign_order = bool(msg.is_bigendian) != HOST_IS_BIGENDIAN
     padded = msg.step != msg.width * channels * dtype.itemsize
     if _BRIDGE is not None and not foreign_order and not padded:
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough"))

@@ -437,7 +437,7 @@ def test_evaluator_reads_compressed_labels_and_overlays(ros_context, ros_client)
         assert wait_until(spun, 15.0)
         assert [m["stamp_ns"] for m in evaluator.scorer.matched] == [1_700_000_000_000_000_001]
         assert evaluator.scorer.label_count == 1  # the JPEG label was refused, not scored
-        assert evaluator.scorer.overall.miou() == 1.0
+        assert evaluator.scorer.scores.matrix().miou() == 1.0
         assert np.array_equal(evaluator.overlays.frames[0][1], overlay)
         executor.shutdown()
     finally:
