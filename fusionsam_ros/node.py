@@ -444,6 +444,8 @@ class FusionSAMPipeline:
         }
 
     def _publish_diagnostics(self) -> None:
+        if not self.context.ok():  # shutting down: the publisher may already be gone
+            return
         p = self.params
         info = {
             "backend": self.segmenter.backend_name,
@@ -554,6 +556,12 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except ExternalShutdownException:
         pass
+    except Exception as exc:  # noqa: BLE001
+        if not signals.stopping.is_set():
+            raise
+        # a callback (e.g. the diagnostics timer) was running when the signal shut the
+        # context down under it: part of stopping, not an error
+        logger.debug(f"callback interrupted by shutdown: {type(exc).__name__}: {exc}")
     finally:
         # short waits: the process leaves with os._exit, a pair in hand is simply dropped
         if not node.stop_worker(timeout_s=0.1):

@@ -20,8 +20,13 @@ def _inputs(b: int, s: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(b, 3, s, s, generator=g), torch.rand(b, 1, s, s, generator=g)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_every_preset_shapes_on_meta(preset):
+# SAM2's Hiera calls Tensor.item() while it is built, which the meta device cannot do:
+# test_sam2_encoder.py builds those presets' encoders at a small size on the CPU.
+SAM_PRESETS = sorted(p for p in PRESETS if not p.startswith("sam2"))
+
+
+@pytest.mark.parametrize("preset", SAM_PRESETS)
+def test_every_sam_preset_shapes_on_meta(preset):
     """Full-size presets (vit_h included) are built on the meta device: shapes, no memory."""
     cfg = build_config(preset)
     s, c = cfg.input_size, cfg.num_classes
