@@ -89,14 +89,14 @@ def test_training_mixes_unlabelled_pairs_into_label_free_losses(tmp_path):
     )
     trainer = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")))
     batch = next(iter(trainer.train_loader))
-    mixed = trainer._unlabelled_batch(batch)
+    mixed = trainer.data.with_unlabelled(batch, trainer.state)
     assert mixed["rgb"].shape[0] == 2 + 3
     assert torch.equal(mixed["label"][:2], batch["label"])
     assert torch.all(mixed["label"][2:] == IGNORE)
-    again = trainer._unlabelled_batch(batch)  # same step: the same draw
+    again = trainer.data.with_unlabelled(batch, trainer.state)  # same step: the same draw
     assert torch.equal(again["rgb"], mixed["rgb"])
     trainer.state.step += 1
-    assert not torch.equal(trainer._unlabelled_batch(batch)["rgb"], mixed["rgb"])
+    assert not torch.equal(trainer.data.with_unlabelled(batch, trainer.state)["rgb"], mixed["rgb"])
     for stage in ("lstg", "seg"):
         trainer.setup_stage(stage)
         trainer._set_modes(stage)
