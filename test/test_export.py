@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import make_image, start_fusionsam_node, wait_until
+from ros_helpers import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_model.data.classes import MFNET
 from fusionsam_model.deploy import export as ex

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import start_fusionsam_node, wait_until
+from ros_helpers import start_fusionsam_node, wait_until
 
 from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
 from fusionsam_ros.node import (

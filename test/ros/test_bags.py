@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from ros_helpers import wait_until
 
 from fusionsam_ros import bag_player, bag_writer
 from fusionsam_ros.bag_player import BagError, check_required, read_messages

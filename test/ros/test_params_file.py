@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from conftest import make_image, start_fusionsam_node, wait_until, write_params_file
+from ros_helpers import make_image, start_fusionsam_node, wait_until, write_params_file
 
 
 def test_params_file_sets_topics_and_outputs(ros_env, ros_client, tmp_path, tiny_checkpoint):

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from conftest import make_image, start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from ros_helpers import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_ros.bag_writer import write_bag
 from fusionsam_ros.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_fusionsam_node, wait_until
+from ros_helpers import start_fusionsam_node, wait_until
 
 from fusionsam_ros.bag_writer import write_bag
 
@@ -217,7 +217,7 @@ def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoin
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mIoU:" in done.stdout and "identical" in done.stdout
     assert (out / "overlay_strip.png").is_file() and (out / "report.md").is_file()
-    if (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "roadscene").is_dir():
+    if (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "roadscene").is_dir():
         assert "real-camera demo" in done.stdout and "mIoU: not computed (no labels)" in done.stdout
         assert (out / "real" / "overlay_strip.png").is_file()
     else:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, NodeProcess, make_image, wait_until
+from ros_helpers import REPO_ROOT, NodeProcess, make_image, wait_until
 
 from fusionsam_ros.image_conversion import image_to_array
 

@@ -20,7 +20,7 @@ from fusionsam_ros.launch_args import LAUNCH_LEVEL, launch_arguments, markdown_t
 from fusionsam_ros.node import OUTPUT_TOPICS
 from fusionsam_ros.params import PARAMETERS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "fusionsam.launch.py"
 
 

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, NodeProcess, make_image, wait_until
+from ros_helpers import REPO_ROOT, NodeProcess, make_image, wait_until
 
 PARAMS_FILE = REPO_ROOT / "config" / "fusionsam.yaml"
 # The goal is exit within 1 s (seen 0.3-0.9 s on a quiet machine, 1.3-1.9 s at load 24 on

@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
+from ros_helpers import start_fusionsam_node, wait_until
 
 from fusionsam_ros import compressed_image as ci
 from fusionsam_ros import ros_time
@@ -360,7 +360,7 @@ def test_compressed_bags_score_like_the_raw_frames(drive: Path, ros_env, tmp_pat
     assert abs(miou["jpeg"] - miou["raw"]) <= JPEG_MIOU_TOLERANCE
 
 
-ROADSCENE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "roadscene"
+ROADSCENE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "roadscene"
 
 
 @pytest.mark.skipif(not ROADSCENE.is_dir(), reason=f"{ROADSCENE} is absent (shared data)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_image
+from ros_helpers import make_image
 
 from fusionsam_ros import image_conversion as conv
 

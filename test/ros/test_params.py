@@ -9,7 +9,7 @@ import yaml
 
 from fusionsam_ros.params import DEFAULTS, ParameterError, validate
 
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "fusionsam.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "fusionsam.yaml"
 
 
 def test_defaults_are_valid() -> None:

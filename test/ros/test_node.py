@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_image, start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
+from ros_helpers import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_model.data.classes import MFNET
 from fusionsam_ros.diagnostics import diagnostics_values

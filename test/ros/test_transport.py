@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FASTDDS_PROFILE, make_image, start_fusionsam_node, wait_until
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from ros_helpers import FASTDDS_PROFILE, make_image, start_fusionsam_node, wait_until
 
 from fusionsam_ros.node import DIAGNOSTIC_NAME
 
