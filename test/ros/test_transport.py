@@ -26,13 +26,13 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def nodes(ros_env, tmp_path_factory, tiny_checkpoint):
-    """(node with the project profile, node whose shared-memory port queue holds 16
+    """(node with the project profile, node whose shared-memory port queue holds 2
     fragments), started side by side on their own topics."""
     d = tmp_path_factory.mktemp("transport")
     small = d / "small_queue.xml"
     text = FASTDDS_PROFILE.read_text()
-    small.write_text(re.sub(r"<port_queue_capacity>\d+<", "<port_queue_capacity>16<", text))
-    assert "<port_queue_capacity>16<" in small.read_text()
+    small.write_text(re.sub(r"<port_queue_capacity>\d+<", "<port_queue_capacity>2<", text))
+    assert "<port_queue_capacity>2<" in small.read_text()
     big = start_fusionsam_node(
         ros_env,
         d,
@@ -96,7 +96,7 @@ def test_frames_dropped_by_the_middleware_are_counted(ros_client, nodes):
     rgb, thermal = frame_pair(1920, 1080, time.time_ns())
 
     def burst(frames: int = 5) -> None:
-        """6.2 MB frames back to back: ~95 fragments each for a 16-entry port queue. Whether
+        """6.2 MB frames back to back: ~95 fragments each for a 2-entry port queue. Whether
         the middleware drops some depends on the reader's timing, so bursts repeat (bounded)
         until one loss is reported."""
         for _ in range(frames):
@@ -120,11 +120,11 @@ def test_frames_dropped_by_the_middleware_are_counted(ros_client, nodes):
                     return True
         return False
 
-    for _ in range(20):
+    for bursts in range(1, 21):  # noqa: B007 (printed below)
         burst()
         if wait_until(counted, 3.0):
             break
     assert wait_until(counted, 10.0), lossy.output()[-2000:]
     line = next(ln for ln in lossy.output().splitlines() if "lost in transport" in ln)
-    print("node log:", line)
+    print(f"loss reported after {bursts} burst(s); node log:", line)
     assert "skipped input [transport]" in line
