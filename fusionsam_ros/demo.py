@@ -258,8 +258,14 @@ def run_pipeline(
             name="evaluator",
         )
         processes.append(evaluator)
-        if not evaluator.wait_for_output("waiting for frames", 60):
-            raise DemoError(f"the evaluator did not start:\n{evaluator.tail()}")
+        from .stream_evaluator import READY_LINE
+
+        # the player starts once the node's masks reach the evaluator (DDS match), or the
+        # first masks of the drive would be published to nobody
+        if not evaluator.wait_for_output(READY_LINE, 120):
+            raise DemoError(
+                f"the evaluator never matched the node's mask topic:\n{evaluator.tail()}"
+            )
         log(f"player: replaying {bag} at {rate:.3g}x recorded speed")
         player = LoggedProcess(
             [

@@ -345,6 +345,9 @@ class OverlayKeeper:
         return sorted(picked, key=lambda frame: frame[0])
 
 
+READY_LINE = "ready: matched the mask publisher on"
+
+
 def evaluator_qos(reliability: str, depth: int = 100) -> Any:
     """Reliable by default: a replayed bag (reliable, as recorded) and the node's mask
     publishers (reliable) then lose nothing in transport, so every frame the node drops
@@ -397,6 +400,7 @@ class StreamEvaluator:
         if fused_topic:
             self.topics["fused"] = fused_topic
             subscriptions.append((image_type(fused_topic), fused_topic, self._on_fused))
+        self.mask_publishers = 0  # DDS-matched publishers on the mask topic
         self._subs = [
             node.create_subscription(
                 msg_type,
@@ -404,11 +408,20 @@ class StreamEvaluator:
                 callback,
                 profile,
                 event_callbacks=SubscriptionEventCallbacks(
-                    incompatible_qos=lambda _info, topic=topic: self._incompatible(topic, qos)
+                    incompatible_qos=lambda _info, topic=topic: self._incompatible(topic, qos),
+                    matched=self._on_mask_matched if topic == pred_topic else None,
                 ),
             )
             for msg_type, topic, callback in subscriptions
         ]
+
+    def _on_mask_matched(self, info: Any) -> None:
+        """A node's mask publisher is matched (DDS, not just the graph): masks published
+        from now on reach us, so a player may start. Printed for scripts to wait on."""
+        first = self.mask_publishers == 0 and info.current_count > 0
+        self.mask_publishers = info.current_count
+        if first:
+            print(f"{READY_LINE} {self.topics['predictions']}", flush=True)
 
     def _incompatible(self, topic: str, qos: str) -> None:
         other = "best_effort" if qos == "reliable" else "reliable"

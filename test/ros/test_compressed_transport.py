@@ -36,6 +36,8 @@ from fusionsam_ros.bag_writer import (
 from fusionsam_ros.diagnostics import diagnostics_values
 from fusionsam_ros.image_conversion import ImageError
 from fusionsam_ros.node import DIAGNOSTIC_NAME
+from fusionsam_ros.processes import LoggedProcess
+from fusionsam_ros.stream_evaluator import READY_LINE
 
 RNG = np.random.default_rng(3)
 JPEG_QUALITY = 90
@@ -281,18 +283,22 @@ def _stream(
         },
         name=f"node_{bag.name}",
     )
+    evaluator = None
     try:
         assert node.returncode is None, node.output()
         run = [sys.executable, "-m"]
-        evaluator = subprocess.Popen(
+        evaluator = LoggedProcess(
             [*run, "fusionsam_ros.stream_evaluator", "--out", str(out), "--count", str(count)]
             + ["--timeout", "30", *evaluator_args],
-            env=env,
-            stdout=(logs / f"eval_{bag.name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
+            env,
+            logs / f"eval_{bag.name}.log",
         )
+        # real conditions: the node's masks reach the evaluator (DDS match) before the
+        # player starts; 1 s between frames (0.5x) so a stalled node drops no pair
+        assert evaluator.wait_for_output(READY_LINE, 120), evaluator.output() + node.output()
         player = subprocess.run(
-            [*run, "fusionsam_ros.bag_player", str(bag), "--wait-for-subscribers", "60"],
+            [*run, "fusionsam_ros.bag_player", str(bag), "--wait-for-subscribers", "60"]
+            + ["--rate", "0.5"],
             env=env,
             capture_output=True,
             text=True,
@@ -300,9 +306,11 @@ def _stream(
         )
         assert player.returncode == 0, player.stdout + player.stderr
         assert f"rgb/image/compressed: {count}" in player.stdout
-        assert evaluator.wait(120) == 0, (logs / f"eval_{bag.name}.log").read_text()
+        assert evaluator.wait(120) == 0, evaluator.output()
     finally:
         assert node.stop() == 0
+        if evaluator is not None:
+            evaluator.stop()
     assert "skipped input" not in node.output(), node.output()
     return json.loads((out / "report.json").read_text())
 

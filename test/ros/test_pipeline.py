@@ -16,6 +16,7 @@ import pytest
 from ros_helpers import start_fusionsam_node, wait_until
 
 from fusionsam_ros.bag_writer import write_bag
+from fusionsam_ros.stream_evaluator import READY_LINE
 
 FRAMES = 4  # the generator's test split of 16 pairs: 2 day, 2 night
 
@@ -107,6 +108,10 @@ def test_streaming_report_equals_offline_evaluation(
         assert wait_for_graph(ros_client, graph, 300.0), (
             tmp_path / "evaluator.log"
         ).read_text() + node.output()
+        # ... and DDS has matched the node's mask publisher with the evaluator (the graph
+        # can list both before their endpoints match)
+        ready = lambda: READY_LINE in (tmp_path / "evaluator.log").read_text()  # noqa: E731
+        assert wait_until(ready, 120.0), (tmp_path / "evaluator.log").read_text()
         # 2 s between frames (recorded at 2 Hz, played at 0.25x): the node must drop no
         # pair even when a loaded machine stalls it for a second (a stale pair waiting
         # in its one-slot mailbox is replaced by the next one, by design)
