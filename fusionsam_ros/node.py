@@ -62,18 +62,17 @@ EXIT_BAD_PARAMETER = 2
 EXIT_MODEL_LOAD_FAILED = 3
 
 
+ORT_BACKENDS = ("onnxruntime", "auto")  # take their thread count when built
+
+
 class ModelLoadError(RuntimeError):
     """The checkpoint is missing or cannot be run; the message names the file and why."""
 
 
 def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
     """Build the Segmenter the parameters ask for, or raise ModelLoadError naming the file."""
-    import torch
-
     from fusionsam_model.runtime import segmenter as segmenter_module
 
-    if params.cpu_threads:
-        torch.set_num_threads(params.cpu_threads)
     path = Path(params.checkpoint).expanduser() if params.checkpoint else None
     path = path or Path(segmenter_module.BUNDLED_CHECKPOINT)
     if path.is_dir():
@@ -83,8 +82,13 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
         raise ModelLoadError(f"checkpoint {path}: file not found{hint}")
     try:
         segmenter = segmenter_module.Segmenter.from_checkpoint(
-            path, device=params.device, precision=params.precision, backend=params.backend
+            path,
+            device=params.device,
+            precision=params.precision,
+            backend=params.backend,
+            **({"threads": params.cpu_threads or None} if params.backend in ORT_BACKENDS else {}),
         )
+        segmenter.set_cpu_threads(params.cpu_threads)
     except Exception as exc:
         raise ModelLoadError(
             f"checkpoint {path}: cannot load with backend={params.backend} device={params.device} "
@@ -251,7 +255,8 @@ class FusionSAMPipeline:
         self._worker.start()
         self.get_logger().info(
             f"ready: model {self.checkpoint_path} ({self.segmenter.backend_name}, {p.device}, "
-            f"{p.precision}, classes {self.class_table.name}); "
+            f"{p.precision}, classes {self.class_table.name}, "
+            f"threads {self.segmenter.threads_info()}); "
             f"inputs {self.resolve_topic_name(self.input_topics['rgb'])} + "
             f"{self.resolve_topic_name(self.input_topics['thermal'])}; "
             f"outputs {', '.join(OUTPUT_TOPICS[k] for k in self.publishers_by_output) or 'none'}; "
@@ -449,6 +454,7 @@ class FusionSAMPipeline:
         p = self.params
         info = {
             "backend": self.segmenter.backend_name,
+            "threads": self.segmenter.threads_info(),
             "device": p.device,
             "precision": p.precision,
             "model": str(self.checkpoint_path),

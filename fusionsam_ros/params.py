@@ -15,7 +15,7 @@ from typing import Any
 from .qos import RELIABLE, SENSOR_DATA
 from .topics import RGB_TOPIC, THERMAL_TOPIC
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 QOS_CHOICES = (SENSOR_DATA, RELIABLE)  # a camera input: best effort or reliable
 TRANSPORT_CHOICES = ("raw", "compressed")
@@ -50,14 +50,20 @@ PARAMETERS: tuple[Param, ...] = (
         "raw | compressed: 8- or 16-bit PNG (or 8-bit JPEG) on <thermal_topic>/compressed",
     ),
     Param("checkpoint", "", "project checkpoint (.pt); empty = the bundled tiny model"),
-    Param("backend", "torch", "inference runtime: torch | onnxruntime | tensorrt"),
+    Param(
+        "backend",
+        "auto",
+        "inference runtime: auto (onnxruntime on a CPU when the checkpoint is already exported "
+        "- an export cached by fusionsam-export - else torch) | torch | onnxruntime | tensorrt",
+    ),
     Param("device", "cpu", "cpu | cuda | cuda:N"),
     Param("precision", "fp32", "fp32 | fp16 | bf16"),
     Param(
         "cpu_threads",
         0,
-        "intra-op threads of the CPU model; 0 = PyTorch's default (all cores). Use 1 when "
-        "the cores are shared with other processes: oversubscribed threads stall each other",
+        "intra-op threads of the CPU model; 0 = chosen by measurement while running (torch: "
+        "the count among 1, 2, 4 .. cores with the lowest recent median call time, re-measured "
+        "every 40 pairs, so it follows the load of other processes; onnxruntime: one per core)",
     ),
     Param(
         "thermal_range",

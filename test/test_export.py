@@ -145,6 +145,19 @@ def test_segmenter_from_checkpoint_uses_cached_export(
     assert (given.predict(rgb, thermal, return_probs=True).labels == pred.labels).all()  # same path
 
 
+def test_export_cli_cache_is_what_backend_auto_finds(
+    export_dir, tiny_checkpoint, cache_base, monkeypatch, capsys
+):
+    monkeypatch.setenv(fmt.CACHE_ENV, str(cache_base))
+    assert export_cli.main(["--checkpoint", str(tiny_checkpoint), "--cache"]) == 0
+    assert f"to {export_dir}" in capsys.readouterr().out  # the same key as the backends use
+    assert cached_exports(cache_base) == [export_dir.name]
+    seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="auto")
+    assert seg.backend_name == "onnxruntime" and seg.backend.export_dir == export_dir
+    assert seg.threads_info() == "set by the onnxruntime backend"
+    assert export_cli.main(["--checkpoint", str(tiny_checkpoint), "--cache", "--batch", "2"]) == 2
+
+
 def test_backend_factory_accepts_export_dir_and_checks_size(export_dir):
     backend = make_backend("onnxruntime", export_dir, device="cpu", precision="fp32")
     assert backend.input_size == 64 and backend.num_classes == 9
@@ -231,7 +244,7 @@ def test_export_cli_tiny_default_size_with_verify(tmp_path, capsys):
 # ----------------------------------------------------------------------------- the node
 
 
-def test_node_runs_with_onnxruntime_backend(
+def test_node_default_backend_runs_the_cached_export_with_onnxruntime(
     export_dir, cache_base, tiny_checkpoint, ros_env, ros_client, tmp_path
 ):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -241,9 +254,7 @@ def test_node_runs_with_onnxruntime_backend(
     from fusionsam_ros.node import DIAGNOSTIC_NAME
 
     env = dict(ros_env, **{fmt.CACHE_ENV: str(cache_base)})
-    node = start_fusionsam_node(
-        env, tmp_path, checkpoint=tiny_checkpoint, params={"backend": "onnxruntime"}
-    )
+    node = start_fusionsam_node(env, tmp_path, checkpoint=tiny_checkpoint)  # backend: auto
     try:
         assert node.returncode is None, node.output()
         assert "(onnxruntime," in node.output()

@@ -16,11 +16,13 @@ import torch
 
 from fusionsam_model.deploy.export import (
     DEFAULT_OPSET,
+    cached_export,
     export_model,
     load_source,
     model_at_input_size,
+    model_fingerprint,
 )
-from fusionsam_model.deploy.export_format import ExportError
+from fusionsam_model.deploy.export_format import ExportError, read_manifest
 from fusionsam_model.modeling.model import FusionSAM
 from fusionsam_model.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusionsam_model.runtime.checkpoint import CheckpointError
@@ -61,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="project checkpoint (.pt) or preset:NAME for random weights (e.g. preset:tiny)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="output directory")
+    where.add_argument(
+        "--cache",
+        action="store_true",
+        help="into the export cache ($FUSIONSAM_CACHE_DIR, default ~/.cache/fusionsam), where "
+        "the node's and Segmenter's backend=auto find it and run onnxruntime on a CPU",
+    )
     parser.add_argument(
         "--size", type=int, default=None, help="input size S (default: the model's)"
     )
@@ -85,9 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, table, source = load_source(args.checkpoint, args.size)
         start = time.perf_counter()
-        manifest = export_model(
-            model, args.out, table, args.size, args.fp16, args.opset, args.batch, source
-        )
+        if args.cache:
+            if args.batch != 1:
+                raise ValueError("--cache keeps batch-1 graphs (what the node runs)")
+            args.out = cached_export(
+                model,
+                model_fingerprint(model),
+                table,
+                args.size,
+                args.fp16,
+                args.opset,
+                source=source,
+            )
+            manifest = read_manifest(args.out)
+        else:
+            manifest = export_model(
+                model, args.out, table, args.size, args.fp16, args.opset, args.batch, source
+            )
         total = time.perf_counter() - start
     except (CheckpointError, ExportError, ValueError) as exc:
         print(f"fusionsam-export: error: {exc}", file=sys.stderr)

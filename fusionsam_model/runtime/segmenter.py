@@ -25,6 +25,7 @@ from fusionsam_model.runtime.preprocess import (
     unletterbox_image,
     unletterbox_labels,
 )
+from fusionsam_model.runtime.thread_tuner import ThreadTuner
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "fusionsam_tiny_synth.pt"
 
@@ -80,6 +81,30 @@ class Segmenter:
         self.thermal_range = thermal_range
         self.thermal_percentiles = thermal_percentiles
         self.metadata = metadata or {}
+        self.thread_tuner: ThreadTuner | None = None
+        self._threads_fixed = ""
+
+    def set_cpu_threads(self, threads: int) -> None:
+        """CPU threads of the torch backend: ``threads`` > 0 fixed, 0 chosen by measurement
+        while running (``ThreadTuner``). Other backends fix their threads when built, and a
+        GPU does not use them: nothing changes there."""
+        self.thread_tuner = None
+        self._threads_fixed = ""
+        if self.backend.name != "torch" or str(getattr(self.backend, "device", "cpu")) != "cpu":
+            self._threads_fixed = f"not used ({self.backend.name} on {self.backend.device})"
+        elif threads > 0:
+            torch.set_num_threads(threads)
+            self._threads_fixed = f"{threads} (fixed)"
+        else:
+            self.thread_tuner = ThreadTuner()
+
+    def threads_info(self) -> str:
+        """What chooses the CPU threads now, for the ready line and diagnostics."""
+        if self.thread_tuner is not None:
+            return self.thread_tuner.summary()
+        if self.backend.name != "torch":
+            return f"set by the {self.backend.name} backend"
+        return self._threads_fixed or f"{torch.get_num_threads()} (torch default)"
 
     @property
     def backend_name(self) -> str:
@@ -177,9 +202,13 @@ class Segmenter:
         rgb, thermal, boxes = preprocess_batch(
             rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles
         )
+        if self.thread_tuner is not None:
+            self.thread_tuner.before_call()
         t1 = time.perf_counter()
         out = self.backend.infer(rgb, thermal)
         t2 = time.perf_counter()
+        if self.thread_tuner is not None:
+            self.thread_tuner.record((t2 - t1) * 1e3)
         results = [
             self._postprocess(out.class_logits[i], out.fused[i], box, return_probs, return_fused)
             for i, box in enumerate(boxes)

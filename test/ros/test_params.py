@@ -14,7 +14,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "fusionsam.yaml"
 
 def test_defaults_are_valid() -> None:
     p = validate()
-    assert p.backend == "torch" and p.qos == "sensor_data" and p.thermal_range == "checkpoint"
+    assert p.backend == "auto" and p.qos == "sensor_data" and p.thermal_range == "checkpoint"
 
 
 def test_yaml_lists_every_parameter_with_the_default() -> None:
