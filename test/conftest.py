@@ -14,6 +14,8 @@ ROS fixture:
   512 KB segment drops most 640x480 images between processes.
 
 Fixtures
+- ``private_export_cache`` (session, automatic): FUSIONSAM_CACHE_DIR is an empty folder
+  of the session, so ``backend="auto"`` never finds an export made outside the tests.
 - ``ros_isolation`` (session): sets the two variables above in this process (before its
   first rclpy participant); restored at the end of the session.
 - ``ros_domain_id`` (module): the reserved id.
@@ -36,6 +38,16 @@ import pytest
 from ros_helpers import ROS_ISOLATION_ENV, RosClient, reserve_domain_id
 
 from fusionsam_ros.processes import ros_environment
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty export cache for the session: ``backend="auto"`` (the node's default) must
+    not pick up exports a user or an earlier run left in ~/.cache/fusionsam."""
+    path = tmp_path_factory.mktemp("fusionsam_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FUSIONSAM_CACHE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -47,10 +47,14 @@ def test_margin_keeps_the_current_choice_on_noise() -> None:
     assert tuner.best == first and tuner.switches == 0
 
 
-def test_segmenter_auto_threads_runs_the_tuner_on_torch_cpu() -> None:
+def test_segmenter_auto_threads_runs_the_tuner_on_torch_cpu(monkeypatch) -> None:
     seg = Segmenter.from_preset("tiny", input_size=64, seed=0)
     before = torch.get_num_threads()
     try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a thread count set by the user is kept
+        seg.set_cpu_threads(0)
+        assert seg.thread_tuner is None and seg.threads_info().endswith("(OMP_NUM_THREADS)")
+        monkeypatch.delenv("OMP_NUM_THREADS")
         seg.set_cpu_threads(0)
         assert seg.thread_tuner is not None
         rgb = np.zeros((48, 64, 3), np.uint8)

@@ -50,7 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads (torch.set_num_threads and onnxruntime intra-op); default: one per core",
+        help="CPU threads (torch.set_num_threads and onnxruntime intra-op); default: one per "
+        "core; 0: chosen while running by measurement, as the node's cpu_threads=0 (torch)",
     )
     p.add_argument(
         "--no-fused",
@@ -131,7 +132,8 @@ def background_load(processes: int) -> Iterator[None]:
 def header_line(args: argparse.Namespace, what: str) -> str:
     return (
         f"fusionsam-bench: {what} device={args.device} input={args.height}x{args.width} "
-        f"batch={args.batch} iters={args.iters} threads={torch.get_num_threads()} "
+        f"batch={args.batch} iters={args.iters} "
+        f"threads={'auto' if args.threads == 0 else torch.get_num_threads()} "
         f"fused={'no' if args.no_fused else 'yes'} omp_wait_policy={os.environ.get('OMP_WAIT_POLICY')} (passive: {passive_wait_policy()}) "
         f"load_processes={args.load} cpus={os.cpu_count()} load1={os.getloadavg()[0]:.2f}"
     )
@@ -176,6 +178,8 @@ def peak_memory(device: str) -> str:
 def run(args: argparse.Namespace) -> dict[str, list[float]]:
     set_torch_threads(args.threads)
     seg = build_segmenter(args)
+    if args.threads == 0:
+        seg.set_cpu_threads(0)
     rgb, thermal = synthetic_pair(args.height, args.width)
     rgbs, thermals = [rgb] * args.batch, [thermal] * args.batch
     if args.device.startswith("cuda") and torch.cuda.is_available():
@@ -208,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         )
     pairs = args.iters * args.batch / wall
     print(f"end to end: {pairs:.2f} pairs/s ({1e3 / pairs:.1f} ms per pair, wall clock)")
+    print(f"threads: {seg.threads_info()}")
     rows = parameter_table(seg)
     if rows:
         print(f"{'part':<15}{'params':>12}{'trainable':>12}")

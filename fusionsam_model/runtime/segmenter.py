@@ -7,6 +7,7 @@ go through it so they measure and publish the same thing.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Segmenter:
 
     def set_cpu_threads(self, threads: int) -> None:
         """CPU threads of the torch backend: ``threads`` > 0 fixed, 0 chosen by measurement
-        while running (``ThreadTuner``). Other backends fix their threads when built, and a
+        while running (``ThreadTuner``) unless OMP_NUM_THREADS is set. Other backends fix their threads when built, and a
         GPU does not use them: nothing changes there."""
         self.thread_tuner = None
         self._threads_fixed = ""
@@ -95,6 +96,8 @@ class Segmenter:
         elif threads > 0:
             torch.set_num_threads(threads)
             self._threads_fixed = f"{threads} (fixed)"
+        elif os.environ.get("OMP_NUM_THREADS"):  # the user's (or launcher's) choice is kept
+            self._threads_fixed = f"{torch.get_num_threads()} (OMP_NUM_THREADS)"
         else:
             self.thread_tuner = ThreadTuner()
 
