@@ -87,7 +87,7 @@ def load_segmenter(params: NodeParams) -> tuple[Any, Path]:
             precision=params.precision,
             backend=params.backend,
             **({"threads": params.cpu_threads or None} if params.backend in ORT_BACKENDS else {}),
-        )
+        )  # cpu_threads=0: the tuner below makes the sessions of each thread count it tries
         segmenter.set_cpu_threads(params.cpu_threads)
     except Exception as exc:
         raise ModelLoadError(

@@ -154,7 +154,15 @@ def test_export_cli_cache_is_what_backend_auto_finds(
     assert cached_exports(cache_base) == [export_dir.name]
     seg = Segmenter.from_checkpoint(tiny_checkpoint, backend="auto")
     assert seg.backend_name == "onnxruntime" and seg.backend.export_dir == export_dir
-    assert seg.threads_info() == "set by the onnxruntime backend"
+    assert seg.threads_info() == "one per core (set when the onnxruntime backend was built)"
+    seg.set_cpu_threads(0)  # measured while running, as the node's cpu_threads=0
+    rgb, thermal = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    want = seg.predict(rgb, thermal).labels
+    tuner = seg.thread_tuner
+    for _ in range(len(tuner.candidates) * tuner.probe_calls + 2):
+        assert (seg.predict(rgb, thermal).labels == want).all()  # any thread count, same labels
+    assert set(tuner.medians()) == set(tuner.candidates)
+    assert sorted(seg.backend._sessions_by_threads) == tuner.candidates  # one session set each
     assert export_cli.main(["--checkpoint", str(tiny_checkpoint), "--cache", "--batch", "2"]) == 2
 
 

@@ -86,28 +86,35 @@ class Segmenter:
         self._threads_fixed = ""
 
     def set_cpu_threads(self, threads: int) -> None:
-        """CPU threads of the torch backend: ``threads`` > 0 fixed, 0 chosen by measurement
-        while running (``ThreadTuner``) unless OMP_NUM_THREADS is set. Other backends fix their threads when built, and a
-        GPU does not use them: nothing changes there."""
+        """CPU intra-op threads of the backend: ``threads`` > 0 fixed, 0 chosen by
+        measurement while running (``ThreadTuner``) unless OMP_NUM_THREADS is set. A GPU
+        backend, or one without ``set_threads``, keeps what it has."""
         self.thread_tuner = None
-        self._threads_fixed = ""
-        if self.backend.name != "torch" or str(getattr(self.backend, "device", "cpu")) != "cpu":
+        apply = getattr(self.backend, "set_threads", None)
+        if apply is None or str(getattr(self.backend, "device", "cpu")) != "cpu":
             self._threads_fixed = f"not used ({self.backend.name} on {self.backend.device})"
         elif threads > 0:
-            torch.set_num_threads(threads)
+            apply(threads)
             self._threads_fixed = f"{threads} (fixed)"
         elif os.environ.get("OMP_NUM_THREADS"):  # the user's (or launcher's) choice is kept
             self._threads_fixed = f"{torch.get_num_threads()} (OMP_NUM_THREADS)"
+            if self.backend.name != "torch":
+                apply(torch.get_num_threads())
         else:
-            self.thread_tuner = ThreadTuner()
+            self.thread_tuner = ThreadTuner(apply=apply)
 
     def threads_info(self) -> str:
         """What chooses the CPU threads now, for the ready line and diagnostics."""
         if self.thread_tuner is not None:
             return self.thread_tuner.summary()
+        if self._threads_fixed:
+            return self._threads_fixed
+        threads = getattr(self.backend, "threads", None)
         if self.backend.name != "torch":
-            return f"set by the {self.backend.name} backend"
-        return self._threads_fixed or f"{torch.get_num_threads()} (torch default)"
+            return (
+                f"{threads or 'one per core'} (set when the {self.backend.name} backend was built)"
+            )
+        return f"{torch.get_num_threads()} (torch default)"
 
     @property
     def backend_name(self) -> str:

@@ -93,12 +93,10 @@ class OnnxRuntimeBackend(ExportedGraphsBackend):
         providers = select_providers(
             self.device, available, self.export_dir, self.precision == "fp16"
         )
-        # no spin-waiting: it starves torch, OpenCV and other processes on shared cores
-        options = ort_session_options(threads)
-        self.sessions: dict[str, ort.InferenceSession] = {}
-        for graph in GRAPH_NAMES:
-            path = self.export_dir / self.manifest["graphs"][graph]["file"]
-            self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
+        self._providers_asked = providers
+        self.threads = threads
+        self._sessions_by_threads: dict[int | None, dict[str, ort.InferenceSession]] = {}
+        self.sessions = self._make_sessions(threads)
         got = self.sessions["image_encoder"].get_providers()
         LOG.info(
             "onnxruntime %s on %s: providers %s (asked %s, this build has %s)",
@@ -110,6 +108,28 @@ class OnnxRuntimeBackend(ExportedGraphsBackend):
         )
         self.providers = got
         self._io = {g: self._describe(s) for g, s in self.sessions.items()}
+
+    def _make_sessions(self, threads: int | None) -> dict[str, ort.InferenceSession]:
+        """The three graphs' sessions with ``threads`` intra-op threads (kept for reuse)."""
+        if threads not in self._sessions_by_threads:
+            # no spin-waiting: it starves torch, OpenCV and other processes on shared cores
+            options = ort_session_options(threads)
+            self._sessions_by_threads[threads] = {
+                graph: ort.InferenceSession(
+                    str(self.export_dir / self.manifest["graphs"][graph]["file"]),
+                    options,
+                    providers=self._providers_asked,
+                )
+                for graph in GRAPH_NAMES
+            }
+        return self._sessions_by_threads[threads]
+
+    def set_threads(self, threads: int) -> None:
+        """CPU intra-op threads: onnxruntime fixes them per session, so each count gets its
+        own sessions, made on first use and kept (one more copy of the weights each)."""
+        self._sessions_by_threads.pop(None, None)  # the build-time default is not a candidate
+        self.sessions = self._make_sessions(threads)
+        self.threads = threads
 
     @staticmethod
     def _describe(session: ort.InferenceSession) -> dict[str, dict[str, tuple]]:

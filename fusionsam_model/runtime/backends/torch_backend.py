@@ -58,6 +58,11 @@ class TorchBackend:
             self._encode_image = torch.compile(model.encode_image, mode=compile, dynamic=False)
             self._decode = torch.compile(model.decode, mode=compile, dynamic=False)
 
+    @staticmethod
+    def set_threads(threads: int) -> None:
+        """CPU intra-op threads (process-wide in torch)."""
+        torch.set_num_threads(threads)
+
     def _timed(self, timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` and add its wall time in ms; CUDA is synchronised so the time is real."""
         cuda = self.device.type == "cuda"
