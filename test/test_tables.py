@@ -10,7 +10,7 @@ import numpy as np
 from training import tables
 
 
-def _fake_row(out: Path, key: str, diag: int) -> None:
+def _fake_row(out: Path, key: str, diag: int, seed: int = 0) -> None:
     """A finished row as train_and_evaluate writes it (a test-split confusion matrix)."""
     m = np.full((9, 9), 5) + np.diag(np.full(9, diag))
     names = [
@@ -26,6 +26,7 @@ def _fake_row(out: Path, key: str, diag: int) -> None:
     ]
     entry = {
         "key": key,
+        "seed": seed,
         "label": key,
         "overrides": [],
         "train_s": 12.0,
@@ -42,8 +43,9 @@ def _fake_row(out: Path, key: str, diag: int) -> None:
             "night": {"miou": 0.4},
         },
     }
-    (out / key).mkdir(parents=True)
-    (out / key / "row.json").write_text(json.dumps(entry))
+    folder = tables.seed_dir(out, seed) / key
+    folder.mkdir(parents=True)
+    (folder / "row.json").write_text(json.dumps(entry))
 
 
 def test_render_measured_quoted_and_missing_rows(tmp_path: Path) -> None:
@@ -61,6 +63,23 @@ def test_render_measured_quoted_and_missing_rows(tmp_path: Path) -> None:
     assert f"| FusionSAM tiny, synthetic | measured | {iou[0]:.1f} |" in text
     assert "(B) concat, no fusion-mask hint (paper) | not run" in text
     assert "fmb15" in text and "fmb14" in text
+
+
+def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
+    for seed, diag in ((0, 95), (1, 45), (2, 20)):
+        _fake_row(tmp_path, "full", diag, seed)
+    _fake_row(tmp_path, "no_lstg", 45)  # one seed only: no spread shown
+    text = tables.render(tmp_path, "cpu")
+    mious = []
+    for diag in (95, 45, 20):
+        m = np.full((9, 9), 5) + np.diag(np.full(9, diag))
+        mious.append(100 * np.mean(np.diag(m) / (m.sum(0) + m.sum(1) - np.diag(m))))
+    mean, sd = np.mean(mious), np.std(mious, ddof=1)
+    assert f"| (C) FusionSAM (ours, tiny) | {mean:.1f} ± {sd:.1f} |" in text
+    assert f"| (A) without LSTG (conv stem) | {mious[1]:.1f} |" in text
+    assert "mean over 3 training seeds" in text.lower()
+    png = tables.plot_lstg(tmp_path, "cpu", tmp_path / "study.png")
+    assert png.stat().st_size > 0
 
 
 def test_rows_keep_paper_b_apart_from_ours_and_inputs_explicit(tmp_path: Path) -> None:

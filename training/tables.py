@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -190,7 +191,14 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}); {log}:\n{tail}")
 
 
-def train_and_evaluate(row: Row, size: Size, data: Path, out: Path, device: str) -> dict[str, Any]:
+def seed_dir(out: Path, seed: int) -> Path:
+    """Run folders of one training seed: ``out`` for seed 0, ``out/seed<N>`` otherwise."""
+    return out if seed == 0 else out / f"seed{seed}"
+
+
+def train_and_evaluate(
+    row: Row, size: Size, data: Path, out: Path, device: str, seed: int = 0
+) -> dict[str, Any]:
     """Train one row (its own process), score its val-selected checkpoint on test."""
     run_dir = out / row.key
     done = run_dir / "row.json"
@@ -201,11 +209,13 @@ def train_and_evaluate(row: Row, size: Size, data: Path, out: Path, device: str)
     if not (run_dir / "report.json").is_file():  # a finished training is reused (resume)
         train_cmd = [py, "-m", "training.train", "--config", BASE_CONFIG]
         train_cmd += base_overrides(size, data, run_dir, device) + list(row.overrides)
+        train_cmd.append(f"train.seed={seed}")
         _run(train_cmd, run_dir / "train.log")
     report = json.loads((run_dir / "report.json").read_text())
     train_s = sum(report.get("stage_seconds", {}).values()) or time.perf_counter() - t0
     entry: dict[str, Any] = {
         "key": row.key,
+        "seed": seed,
         "label": row.label,
         "overrides": list(row.overrides),
         "train_s": train_s,
@@ -222,51 +232,67 @@ def train_and_evaluate(row: Row, size: Size, data: Path, out: Path, device: str)
     return entry
 
 
-def run_all(size_name: str, out: Path, jobs: int, device: str, only: list[str] | None) -> None:
-    """Generate the data if missing, then every row in dependency order, ``jobs`` at a time."""
+def run_all(
+    size_name: str,
+    out: Path,
+    jobs: int,
+    device: str,
+    only: list[str] | None,
+    seeds: tuple[int, ...] = (0,),
+) -> None:
+    """Generate the data if missing, then every row of every seed in dependency order,
+    ``jobs`` at a time. Every seed trains on the same data (the generator's seed is 0)."""
     size = SIZES[size_name]
     data = out / "data"
     if not (data / "train.txt").is_file():
         from fusionsam_model.data import synth
 
         synth.generate(data, size.num, 0, size.layout, progress=False)
-    todo = {r.key: r for r in rows(size, out) if only is None or r.key in only or r.key == "stage1"}
-    if only:  # pull in what the chosen rows need
-        for r in list(todo.values()):
-            for n in r.needs:
-                todo.setdefault(n, next(x for x in rows(size, out) if x.key == n))
-    finished: set[str] = set()
-    failed: dict[str, str] = {}
-    running: dict[Future, str] = {}
+    todo: dict[tuple[int, str], Row] = {}
+    for seed in seeds:
+        every = {r.key: r for r in rows(size, seed_dir(out, seed))}
+        chosen = [k for k in every if only is None or k in only or k == "stage1"]
+        for key in chosen:  # with what the chosen rows need
+            todo[(seed, key)] = every[key]
+            for n in every[key].needs:
+                todo.setdefault((seed, n), every[n])
+    finished: set[tuple[int, str]] = set()
+    failed: dict[tuple[int, str], str] = {}
+    running: dict[Future, tuple[int, str]] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while todo or running:
-            for key, r in list(todo.items()):
+            for (seed, key), r in list(todo.items()):
                 if len(running) >= jobs:
                     break
-                if any(n in failed for n in r.needs):
-                    failed[key] = "a row it needs failed"
-                    del todo[key]
-                elif all(n in finished for n in r.needs):
-                    print(f"[tables] start {key}", flush=True)
-                    running[pool.submit(train_and_evaluate, r, size, data, out, device)] = key
-                    del todo[key]
+                needs = [(seed, n) for n in r.needs]
+                if any(n in failed for n in needs):
+                    failed[(seed, key)] = "a row it needs failed"
+                    del todo[(seed, key)]
+                elif all(n in finished for n in needs):
+                    print(f"[tables] start {key} (seed {seed})", flush=True)
+                    fut = pool.submit(
+                        train_and_evaluate, r, size, data, seed_dir(out, seed), device, seed
+                    )
+                    running[fut] = (seed, key)
+                    del todo[(seed, key)]
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                key = running.pop(fut)
+                seed, key = running.pop(fut)
                 try:
                     entry = fut.result()
-                    finished.add(key)
+                    finished.add((seed, key))
                     miou = entry.get("test", {}).get("overall", {}).get("miou")
                     shown = "-" if miou is None else f"{100 * miou:.1f}"
                     print(
-                        f"[tables] done {key}: {entry['train_s']:.0f} s, test mIoU {shown}",
+                        f"[tables] done {key} (seed {seed}): {entry['train_s']:.0f} s, "
+                        f"test mIoU {shown}",
                         flush=True,
                     )
                 except Exception as e:  # one row failing must not lose the others
-                    failed[key] = str(e).splitlines()[0]
-                    print(f"[tables] FAILED {key}: {e}", flush=True)
+                    failed[(seed, key)] = str(e).splitlines()[0]
+                    print(f"[tables] FAILED {key} (seed {seed}): {e}", flush=True)
     (out / "tables.md").write_text(render(out, size_name))
     print(render(out, size_name))
     if failed:
@@ -305,15 +331,13 @@ QUOTED_T2 = {
 QUOTED_T4 = {"SAM": (32.7, 34.6), "SAM2": (43.0, 46.3), "FusionSAM": (63.0, 61.8)}
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
-
-
-def _load_rows(out: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for p in sorted(out.glob("*/row.json")):
+def _load_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """key -> the finished entries of that row, seed 0 (``out/<key>``) first, then
+    ``out/seed<N>/<key>``."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for p in [*sorted(out.glob("*/row.json")), *sorted(out.glob("seed*/*/row.json"))]:
         entry = json.loads(p.read_text())
-        found[entry["key"]] = entry
+        found.setdefault(entry["key"], []).append(entry)
     return found
 
 
@@ -323,11 +347,47 @@ def _mfnet(entry: dict[str, Any]) -> dict[str, Any]:
     return score(matrix, test["class_names"], "mfnet")
 
 
-def _row_cells(entry: dict[str, Any] | None, columns: list[str]) -> list[str]:
-    if entry is None or "test" not in entry:
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and v == v]
+    return sum(kept) / len(kept) if kept else None
+
+
+def _scores(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """mfnet scores of a row, in %, averaged over its seeds (mean of the per-seed values);
+    ``sd``: sample standard deviation of the per-seed mIoU (None for one seed)."""
+    done = [e for e in entries or [] if "test" in e]
+    if not done:
+        return None
+    per = [_mfnet(e) for e in done]
+    mious = [100 * s["miou"] for s in per]
+    classes = {c for s in per for c in s["iou"]}
+    return {
+        "n": len(done),
+        "miou": _mean(mious),
+        "mious": mious,
+        "sd": statistics.stdev(mious) if len(mious) > 1 else None,
+        "iou": {
+            c: _mean([None if s["iou"].get(c) is None else 100 * s["iou"][c] for s in per])
+            for c in classes
+        },
+        "day": _mean([100 * e["test"].get("day", {}).get("miou", float("nan")) for e in done]),
+        "night": _mean([100 * e["test"].get("night", {}).get("miou", float("nan")) for e in done]),
+        "entry": done[0],  # seed 0 when it ran: epochs, train time, code usage
+    }
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _miou_cell(sc: dict[str, Any]) -> str:
+    return _num(sc["miou"]) + (f" ± {sc['sd']:.1f}" if sc["sd"] is not None else "")
+
+
+def _row_cells(sc: dict[str, Any] | None, columns: list[str]) -> list[str]:
+    if sc is None:
         return ["not run"] + [""] * len(columns)
-    s = _mfnet(entry)
-    return [_pct(s["miou"])] + [_pct(s["iou"].get(c)) for c in columns]
+    return [_miou_cell(sc)] + [_num(sc["iou"].get(c)) for c in columns]
 
 
 def _steps(entry: dict[str, Any]) -> str:
@@ -368,6 +428,13 @@ def render(out: Path, size_name: str) -> str:
         f"{size.steps_per_epoch or size.num // 2 // size.batch_size} steps per epoch."
     )
     mf = PROTOCOLS["mfnet"].description
+    seeds = max((len(v) for v in got.values()), default=1)
+    if seeds > 1:
+        recipe += (
+            f" Measured cells: mean over {seeds} training seeds (`train.seed` 0..{seeds - 1}, same "
+            "data); ± is the sample standard deviation of the per-seed mIoU."
+        )
+        data_note += f" Mean over {seeds} training seeds (± sample standard deviation)."
     L: list[str] = []
     # Table 1
     L += ["#### Table 1: MFNet-style segmentation (IoU %)", ""]
@@ -376,8 +443,8 @@ def render(out: Path, size_name: str) -> str:
     L.append("|---" * (len(cols) + 3) + "|")
     for name, vals in QUOTED_T1.items():
         L.append(f"| {name} | quoted | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
-    full = got.get("full")
-    if full and "test" in full:
+    full = _scores(got.get("full"))
+    if full:
         cells = _row_cells(full, cols)
         L.append(
             "| FusionSAM tiny, synthetic | measured | " + " | ".join(cells[1:]) + f" | {cells[0]} |"
@@ -390,17 +457,17 @@ def render(out: Path, size_name: str) -> str:
     )
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     for key in ("no_lstg", "concat_no_hint", "concat", "full"):
-        e = got.get(key)
+        sc = _scores(got.get(key))
         label = next((r.label for r in rows(size, out) if r.key == key), key)
         note = next((r.note for r in rows(size, out) if r.key == key), "")
-        if e is None or "test" not in e:
+        if sc is None:
             L.append(f"| {label} | not run | | | | | | | | {note} |")
             continue
-        s = _mfnet(e)
-        dn = [_pct(e["test"].get(c, {}).get("miou")) for c in ("day", "night")]
-        ious = [_pct(s["iou"].get(c)) for c in ("car_stop", "color_cone", "bump")]
+        e = sc["entry"]
+        dn = [_num(sc[c]) for c in ("day", "night")]
+        ious = [_num(sc["iou"].get(c)) for c in ("car_stop", "color_cone", "bump")]
         L.append(
-            f"| {label} | {_pct(s['miou'])} | {' | '.join(dn)} | {' | '.join(ious)} | "
+            f"| {label} | {_miou_cell(sc)} | {' | '.join(dn)} | {' | '.join(ious)} | "
             f"{_steps(e)} | {_train_s(e):.0f} | {note} |"
         )
     L.append(
@@ -440,15 +507,15 @@ def render(out: Path, size_name: str) -> str:
         ("full", "RGB + thermal (LSTG, FMP, mask prompt)"),
     )
     for key, inp in t4:
-        e = got.get(key)
+        sc = _scores(got.get(key))
         r = next(x for x in rows(size, out) if x.key == key)
-        if e is None or "test" not in e:
+        if sc is None:
             L.append(f"| {r.label} | {inp} | not run | | | | | {r.note} |")
             continue
-        s = _mfnet(e)
-        dn = [_pct(e["test"].get(c, {}).get("miou")) for c in ("day", "night")]
+        e = sc["entry"]
+        dn = [_num(sc[c]) for c in ("day", "night")]
         L.append(
-            f"| {r.label} | {inp} | {_pct(s['miou'])} | {' | '.join(dn)} | {_steps(e).split('+')[1]} | {_train_s(e):.0f} | {r.note} |"
+            f"| {r.label} | {inp} | {_miou_cell(sc)} | {' | '.join(dn)} | {_steps(e).split('+')[1]} | {_train_s(e):.0f} | {r.note} |"
         )
     for name, (a, b) in QUOTED_T4.items():
         L.append(
@@ -472,7 +539,7 @@ def render(out: Path, size_name: str) -> str:
         "lstg_k1024",
         "no_lstg_eq",
     ):
-        e = got.get(key)
+        sc = _scores(got.get(key))
         r = next(x for x in rows(size, out) if x.key == key)
         k = next((o.split("=")[1] for o in r.overrides if o.startswith("model.num_codes=")), "256")
         label = (
@@ -480,11 +547,12 @@ def render(out: Path, size_name: str) -> str:
             if key != "full"
             else f"stage 1: {size.lstg_epochs} epoch(s), K = 256, VQ fine-tuned (row C)"
         )
-        if e is None or "test" not in e:
+        if sc is None:
             L.append(f"| {label} | not run | | | |")
             continue
+        e = sc["entry"]
         L.append(
-            f"| {label} | {_pct(_mfnet(e)['miou'])} | {_steps(e)} | {_train_s(e):.0f} | {_code_usage(e)} (K={k}) |"
+            f"| {label} | {_miou_cell(sc)} | {_steps(e)} | {_train_s(e):.0f} | {_code_usage(e)} (K={k}) |"
         )
     L += ["", f"Protocol: **mfnet**. {data_note} {recipe}", ""]
     return "\n".join(L)
@@ -500,18 +568,24 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
 
     size = SIZES[size_name]
     got = _load_rows(out)
+    seeds = max((len(v) for v in got.values()), default=1)
 
     def miou(key: str) -> float | None:
-        e = got.get(key)
-        return None if e is None or "test" not in e else 100 * _mfnet(e)["miou"]
+        sc = _scores(got.get(key))
+        return None if sc is None else sc["miou"]
+
+    def sd(key: str) -> float:
+        sc = _scores(got.get(key))
+        return 0.0 if sc is None or sc["sd"] is None else sc["sd"]
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
     el = size.lstg_epochs
-    pts = [(0, miou("lstg_s1_0")), (el, miou("full")), (2 * el, miou("lstg_s1_2"))]
-    pts = [(x, y) for x, y in pts if y is not None]
+    pts = [(0, "lstg_s1_0"), (el, "full"), (2 * el, "lstg_s1_2")]
+    pts = [(x, miou(k), sd(k)) for x, k in pts if miou(k) is not None]
     if pts:
-        ax.plot(*zip(*pts, strict=True), "o-", label="LSTG, VQ fine-tuned in seg")
+        xs, ys, es = zip(*pts, strict=True)
+        ax.errorbar(xs, ys, yerr=es, fmt="o-", capsize=3, label="LSTG, VQ fine-tuned in seg")
     for key, style, color, lab in (
         ("no_lstg_eq", "--", "grey", "no LSTG, equal total epochs"),
         ("no_lstg", "-.", "black", f"no LSTG, {size.seg_epochs} seg epochs (row A)"),
@@ -523,17 +597,19 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
     ax.set_ylabel("test mIoU (%)")
     ax.legend(fontsize=7)
     ax = axes[1]
-    ks = [(64, miou("lstg_k64")), (256, miou("full")), (1024, miou("lstg_k1024"))]
-    ks = [(x, y) for x, y in ks if y is not None]
+    ks = [(64, "lstg_k64"), (256, "full"), (1024, "lstg_k1024")]
+    ks = [(x, miou(k), sd(k)) for x, k in ks if miou(k) is not None]
     if ks:
-        ax.plot(*zip(*ks, strict=True), "s-")
+        xs, ys, es = zip(*ks, strict=True)
+        ax.errorbar(xs, ys, yerr=es, fmt="s-", capsize=3)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("codebook size K")
     ax.set_ylabel("test mIoU (%)")
     ax.set_title("rows not run are missing", fontsize=7)
     ax = axes[2]
-    s1 = got.get("stage1")
-    for key, e in sorted(got.items()):
+    s1 = got.get("stage1", [None])[0]
+    for key, entries in sorted(got.items()):
+        e = entries[0]  # seed 0
         if key == "stage1" or "test" not in e:
             continue
         hist = [h for h in e["report"].get("history", []) if h.get("perplexity_rgb")]
@@ -550,7 +626,9 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
     ax.set_ylabel("RGB codebook perplexity (codes in use)")
     ax.legend(fontsize=7)
     fig.suptitle(
-        f"LSTG study, synthetic MFNet-style data, size '{size_name}' (one seed)", fontsize=9
+        f"LSTG study, synthetic MFNet-style data, size '{size_name}' "
+        f"({seeds} seed(s); error bars: sample sd over seeds; perplexity: seed 0)",
+        fontsize=9,
     )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -584,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="rows trained at the same time")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
+    p.add_argument(
+        "--seeds",
+        default="0",
+        help="comma-separated training seeds; every row is trained once per seed and the "
+        "tables give the mean and standard deviation (seed 0 in OUT, seed N in OUT/seedN)",
+    )
     p.add_argument("--plot", default=None, help="write the LSTG-study curve PNG here")
     p.add_argument("--readme", default=None, help="also write the tables into this README's block")
     return p
@@ -599,7 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         del os.environ["OMP_NUM_THREADS"]
     if args.command == "run":
         only = args.rows.split(",") if args.rows else None
-        run_all(args.size, out, args.jobs, args.device, only)
+        seeds = tuple(int(v) for v in args.seeds.split(","))
+        run_all(args.size, out, args.jobs, args.device, only, seeds)
     else:
         text = render(out, args.size)
         (out / "tables.md").write_text(text)
