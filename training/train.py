@@ -206,7 +206,13 @@ class Trainer:
             from fusionsam_model.runtime.segmenter import Segmenter
 
             cfg = self.model_config
-            backend = make_backend("torch", self.model, device=self.info.device, precision="fp32")
+            backend = make_backend(
+                "torch",
+                self.model,
+                device=self.info.device,
+                precision="fp32",
+                channels_last=False,  # keeps the training module's memory format
+            )
             segmenter = Segmenter(
                 backend, self.class_table, cfg.thermal_range, cfg.thermal_percentiles
             )
