@@ -6,6 +6,11 @@ ROS_LOCALHOST_ONLY), the Fast DDS profile with the 64 MB shared-memory segment (
 default 512 KB one drops most 640x480 images between processes) and unbuffered, uncoloured
 output, so a log file can be waited on. ``LoggedProcess`` runs one command into a log file
 and stops it with SIGINT, as Ctrl-C and ``ros2 launch`` do.
+
+A child inherits an ignored SIGINT (a background job of a non-interactive shell, ``nohup``)
+and ``ros2 launch`` then never sees one: it only hooks the interpreter's own handler, which
+Python does not install when SIGINT is ignored at start. Children here therefore start with
+SIGINT at its default, whatever this process does with it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ def ros_environment(
     return env
 
 
+def _default_sigint() -> None:
+    """Runs in the child between fork and exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LoggedProcess:
     """A child process whose combined stdout/stderr goes to ``log_path``."""
 
@@ -53,8 +63,14 @@ class LoggedProcess:
         self.log_path = log_path
         self.killed = False  # True when stop() had to SIGKILL it
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         self.proc = subprocess.Popen(
-            cmd, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd
+            cmd,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            preexec_fn=_default_sigint if ignored else None,  # noqa: PLW1509 - one syscall
         )
 
     @property

@@ -122,7 +122,13 @@ def launched(ros_env, tmp_path_factory, tiny_checkpoint):
     cmd = [ROS2, "launch", "fusionsam_ros", "fusionsam.launch.py", f"namespace:={NS}"]
     cmd += ["rgb_topic:=cam/rgb", "thermal_topic:=cam/thermal", f"checkpoint:={tiny_checkpoint}"]
     cmd += ["cpu_threads:=1", "overlay_alpha:=1.0", "sync_slop_s:=0.02"]
-    proc = NodeProcess(cmd, env, tmp_path_factory.mktemp("launch") / "launch.log")
+    # started as a background job of a script starts it (SIGINT ignored here, inherited):
+    # the SIGINT test below must still stop it (processes.LoggedProcess resets it)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = NodeProcess(cmd, env, tmp_path_factory.mktemp("launch") / "launch.log")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert proc.wait_for_output("ready:", READY_TIMEOUT_S), proc.output()
     yield proc, env
     if proc.returncode is None:
