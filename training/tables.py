@@ -430,11 +430,10 @@ def render(out: Path, size_name: str) -> str:
     mf = PROTOCOLS["mfnet"].description
     seeds = max((len(v) for v in got.values()), default=1)
     if seeds > 1:
-        recipe += (
+        data_note += (
             f" Measured cells: mean over {seeds} training seeds (`train.seed` 0..{seeds - 1}, same "
             "data); ± is the sample standard deviation of the per-seed mIoU."
         )
-        data_note += f" Mean over {seeds} training seeds (± sample standard deviation)."
     L: list[str] = []
     # Table 1
     L += ["#### Table 1: MFNet-style segmentation (IoU %)", ""]
