@@ -241,8 +241,12 @@ def test_ros_clock_going_back_is_logged_and_masks_follow(ros_client, sim_node):
         15.0,
     ), sim_node.output()
 
-    def tick(t_ns: int) -> None:
-        sec, nsec = divmod(t_ns, S)
+    # /clock as a bag player publishes it: repeated (every 25 ms), not once, because rclpy
+    # subscribes to it best effort with depth 1 and a single message may never arrive
+    clock_ns = [1000 * S]
+
+    def tick() -> None:
+        sec, nsec = divmod(clock_ns[0], S)
         clock_pub.publish(Clock(clock=Time(sec=sec, nanosec=nsec)))
 
     def at(t_ns: int) -> bool:
@@ -251,12 +255,15 @@ def test_ros_clock_going_back_is_logged_and_masks_follow(ros_client, sim_node):
         thermal_pub.publish(thermal)
         return wait_until(lambda: t_ns in mask_stamps(ros_client), OUT_TIMEOUT_S)
 
-    base = 1000 * S
-    tick(base)
-    assert [at(base + k * S // 10) for k in range(3)] == [True] * 3, sim_node.output()
-    tick(base - 60 * S)  # a bag that starts over, played with its /clock
-    assert sim_node.wait_for_output("ROS clock went back", 10.0), sim_node.output()
-    assert [at(base - 60 * S + k * S // 10) for k in range(3)] == [True] * 3, sim_node.output()
+    base = clock_ns[0]
+    timer = ros_client.node.create_timer(0.025, tick)
+    try:
+        assert [at(base + k * S // 10) for k in range(3)] == [True] * 3, sim_node.output()
+        clock_ns[0] = base - 60 * S  # a bag that starts over, played with its /clock
+        assert sim_node.wait_for_output("ROS clock went back", 10.0), sim_node.output()
+        assert [at(base - 60 * S + k * S // 10) for k in range(3)] == [True] * 3, sim_node.output()
+    finally:
+        ros_client.node.destroy_timer(timer)
     lines = [ln for ln in sim_node.output().splitlines() if "time jump" in ln]
     print("node log:", *lines, sep="\n  ")
     assert len(lines) == 1 and "ROS clock went back 60.000 s" in lines[0], lines
