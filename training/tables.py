@@ -341,6 +341,11 @@ def _load_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+def _seed_count(got: dict[str, list[dict[str, Any]]]) -> int:
+    """The most seeds any row finished (1 when none did)."""
+    return max((len(v) for v in got.values()), default=1)
+
+
 def _mfnet(entry: dict[str, Any]) -> dict[str, Any]:
     test = entry["test"]  # the matrix over all ids (nothing ignored) when evaluate wrote it
     matrix = test.get("confusion_matrix_all_ids", test["confusion_matrix"])
@@ -428,7 +433,7 @@ def render(out: Path, size_name: str) -> str:
         f"{size.steps_per_epoch or size.num // 2 // size.batch_size} steps per epoch."
     )
     mf = PROTOCOLS["mfnet"].description
-    seeds = max((len(v) for v in got.values()), default=1)
+    seeds = _seed_count(got)
     if seeds > 1:
         data_note += (
             f" Measured cells: mean over {seeds} training seeds (`train.seed` 0..{seeds - 1}, same "
@@ -567,7 +572,7 @@ def plot_lstg(out: Path, size_name: str, png: Path) -> Path:
 
     size = SIZES[size_name]
     got = _load_rows(out)
-    seeds = max((len(v) for v in got.values()), default=1)
+    seeds = _seed_count(got)
 
     def miou(key: str) -> float | None:
         sc = _scores(got.get(key))

@@ -122,8 +122,8 @@ def launched(ros_env, tmp_path_factory, tiny_checkpoint):
     cmd = [ROS2, "launch", "fusionsam_ros", "fusionsam.launch.py", f"namespace:={NS}"]
     cmd += ["rgb_topic:=cam/rgb", "thermal_topic:=cam/thermal", f"checkpoint:={tiny_checkpoint}"]
     cmd += ["cpu_threads:=1", "overlay_alpha:=1.0", "sync_slop_s:=0.02"]
-    # started as a background job of a script starts it (SIGINT ignored here, inherited):
-    # the SIGINT test below must still stop it (processes.LoggedProcess resets it)
+    # started the way a script's background job starts it (SIGINT ignored, inherited): the
+    # SIGINT test below must still stop it (processes.LoggedProcess resets SIGINT to default)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc = NodeProcess(cmd, env, tmp_path_factory.mktemp("launch") / "launch.log")
