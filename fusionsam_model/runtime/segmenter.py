@@ -26,6 +26,7 @@ from fusionsam_model.runtime.preprocess import (
     unletterbox_image,
     unletterbox_labels,
 )
+from fusionsam_model.runtime.registration import Registration
 from fusionsam_model.runtime.thread_tuner import ThreadTuner
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "fusionsam_tiny_synth.pt"
@@ -71,6 +72,7 @@ class Segmenter:
         thermal_range: ThermalRange | None = None,
         thermal_percentiles: tuple[float, float] = (1.0, 99.0),
         metadata: dict[str, Any] | None = None,
+        thermal_homography: Any = None,
     ) -> None:
         if backend.num_classes != class_table.num_classes:
             raise ValueError(
@@ -82,6 +84,8 @@ class Segmenter:
         self.thermal_range = thermal_range
         self.thermal_percentiles = thermal_percentiles
         self.metadata = metadata or {}
+        # thermal -> RGB homography (9 numbers, runtime/registration.py); None = registered
+        self.thermal_homography = thermal_homography
         self.thread_tuner: ThreadTuner | None = None
         self._threads_fixed = ""
 
@@ -117,6 +121,15 @@ class Segmenter:
         return f"{torch.get_num_threads()} (torch default)"
 
     @property
+    def thermal_homography(self) -> list[float] | None:
+        return None if self.registration is None else self.registration.as_list()
+
+    @thermal_homography.setter
+    def thermal_homography(self, values: Any) -> None:
+        """Warp thermal frames into the RGB frame before the model (HomographyError if bad)."""
+        self.registration = Registration.from_values(values)
+
+    @property
     def backend_name(self) -> str:
         return self.backend.name
 
@@ -132,6 +145,7 @@ class Segmenter:
         precision: str = "fp32",
         backend: str = "torch",
         thermal_range: ThermalRange | None = None,
+        thermal_homography: Any = None,
         **kw: Any,
     ) -> Segmenter:
         """Load a project checkpoint. ``thermal_range=None`` uses the checkpoint's own
@@ -156,6 +170,7 @@ class Segmenter:
             thermal_range=thermal_range if thermal_range is not None else cfg.thermal_range,
             thermal_percentiles=cfg.thermal_percentiles,
             metadata=meta,
+            thermal_homography=thermal_homography,
         )
 
     @classmethod
@@ -207,8 +222,15 @@ class Segmenter:
         return_probs: bool = False,
         return_fused: bool = True,
     ) -> list[Prediction]:
-        """Several pairs (sizes may differ) in one network call; timings are per batch."""
+        """Several pairs (sizes may differ) in one network call; timings are per batch.
+        With a ``thermal_homography`` each thermal frame is first warped into its RGB
+        frame (counted in "preprocess")."""
         t0 = time.perf_counter()
+        if self.registration is not None:
+            thermals = [
+                self.registration.warp(t, np.shape(r)[:2])
+                for r, t in zip(rgbs, thermals, strict=True)
+            ]
         rgb, thermal, boxes = preprocess_batch(
             rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles
         )
