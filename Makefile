@@ -21,12 +21,16 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 # the venv is an ament prefix (scripts/ament_develop.sh): ros2 run/launch find fusionsam_ros there
 export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
+# vision_msgs (LabelInfo, VisionClass) is built from these without a sourced ROS 2 install
+VISION_MSGS := scripts/build_vision_msgs.sh $(wildcard interfaces/vision_msgs/CMakeLists.txt \
+	interfaces/vision_msgs/package.xml interfaces/vision_msgs/msg/*.msg)
+
 .PHONY: venv test demo lint format clean-venv
 
 venv: $(STAMP)
 
 # Reinstalls only when a requirements file or setup.py changed since the last install.
-$(STAMP): requirements.txt requirements-ros.txt requirements-sam2.txt setup.py scripts/ament_develop.sh $(ROS_WHEELS)
+$(STAMP): requirements.txt requirements-ros.txt requirements-sam2.txt setup.py scripts/ament_develop.sh $(ROS_WHEELS) $(VISION_MSGS)
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 		echo "creating $(VENV) (Python 3.11)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); fi
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQS))
@@ -34,6 +38,8 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-sam2.txt setup.py s
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-build-isolation -r requirements-sam2.txt
 ifndef ROS_DISTRO
 	$(if $(ROS_WHEELS),bash $(ROS_WHEELS) $(VENV),@echo "no ../shared/ros2-wheels: ros2 launch/run tools not installed (their tests skip)")
+	@# vision_msgs/LabelInfo for fusionsam/label_info, from interfaces/vision_msgs (10-20 s)
+	bash scripts/build_vision_msgs.sh $(VENV)
 endif
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@# editable install + ament index / lib / share links: `ros2 run|launch fusionsam_ros ...` with AMENT_PREFIX_PATH=$(VENV)
