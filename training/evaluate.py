@@ -6,6 +6,12 @@ with ``evaluation.scoring`` (one confusion matrix at the labels' native resoluti
 per-class IoU table laid out like the paper's tables (MFNet / FMB class columns +
 mIoU), the scoring protocol, day/night results for MFNet-style names (…D / …N),
 throughput, and optionally writes a confusion-matrix PNG and a JSON report.
+
+With ``--boxes DIR [DIR ...]`` it scores box labels instead (``docs/box_evaluation.md``):
+frames from a visible / infrared folder pair (``--images-root``, msrs_dev layout), per-class
+box recall, precision and F1 (``evaluation.box_metrics``), all / day / night, and on the
+same frames the input ablations (thermal zeroed, RGB zeroed) and the reference rule
+"the hottest 2 % of the thermal image is a person".
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fusionsam_model.data.box_datasets import MSRS_BOX_MAP
 from fusionsam_model.evaluation.offline import evaluate, table_columns
 
 __all__ = ["evaluate", "format_table", "main", "save_confusion_png", "table_columns"]
@@ -81,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default=None, help="project checkpoint (default: the bundled tiny model)"
     )
-    p.add_argument("--data", required=True, help="dataset root (MFNet or FMB layout)")
+    p.add_argument("--data", default=None, help="dataset root (MFNet or FMB layout)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--layout", default="auto", help="dataset layout: auto | mfnet | fmb")
     p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
@@ -91,16 +98,129 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     p.add_argument("--out", default=None, help="folder for results.json and confusion.png")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch / OpenCV CPU threads")
+    box = p.add_argument_group("box-level evaluation (instead of --data)")
+    box.add_argument(
+        "--boxes",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="label sets: YOLO txt folders (class cx cy w h, classes.txt here or one up) or "
+        "COCO json files; several are merged (same class, IoU > 0.5: one object)",
+    )
+    box.add_argument(
+        "--box-map",
+        default=MSRS_BOX_MAP,
+        help=f"box class = class-table class, comma-separated (default {MSRS_BOX_MAP})",
+    )
+    box.add_argument(
+        "--images-root", default=None, help="folder with the visible / infrared subfolders"
+    )
+    box.add_argument("--visible", default="vi", help="visible subfolder (default vi)")
+    box.add_argument("--infrared", default="ir", help="infrared subfolder (default ir)")
+    box.add_argument(
+        "--names",
+        default="all",
+        help="frames: all | train | holdout (by name range, see msrs_dev_split) | a file of names",
+    )
+    box.add_argument("--no-ablations", action="store_true", help="skip thermal / RGB zeroed")
+    box.add_argument("--no-reference", action="store_true", help="skip the hottest-2%% rule")
     return p
 
 
+def run_boxes(args: argparse.Namespace, segmenter, checkpoint: Path) -> int:
+    """``--boxes``: box-level scores of the model, its input ablations and the reference."""
+    from fusionsam_model.data.box_datasets import BoxDataset, select_names
+    from fusionsam_model.data.datasets import DatasetError
+    from fusionsam_model.evaluation.box_metrics import (
+        evaluate_boxes,
+        format_box_table,
+        format_comparison,
+        model_variants,
+    )
+
+    root = Path(args.images_root)
+    try:  # bad labels or names are a message naming the file and exit 2
+        names = select_names(root, args.names, args.visible)[: args.limit]
+        dataset = BoxDataset(
+            root,
+            names,
+            args.boxes,
+            args.box_map,
+            segmenter.class_table,
+            args.visible,
+            args.infrared,
+        )
+    except (DatasetError, ValueError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    variants = model_variants(segmenter, not args.no_ablations, not args.no_reference)
+    t0 = time.perf_counter()
+    result = evaluate_boxes(
+        dataset, variants, segmenter.class_table, progress=not (args.json or args.no_progress)
+    )
+    result.update(
+        checkpoint=str(checkpoint),
+        images_root=str(root),
+        boxes=list(args.boxes),
+        box_map=args.box_map,
+        names_selection=args.names,
+        wall_s=time.perf_counter() - t0,
+    )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "box_results.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    model = result["variants"]["model"]
+    split = ", ".join(f"{model[s]['frames']} {s}" for s in ("day", "night") if s in model)
+    missing = ", ".join(f"{k} {v}" for k, v in result["missing_box_files"].items())
+    print(f"checkpoint: {checkpoint}")
+    print(
+        f"frames: {model['all']['frames']} ({split}) from {root}, names: {args.names}; "
+        f"label sets merged: {', '.join(result['label_sets'])}"
+    )
+    print(
+        f"missing box files (= no objects): {missing}; frames with no box file in any set: "
+        f"{len(result['frames_without_box_file'])}"
+    )
+    print("model (RGB + thermal), box recall / precision / F1:")
+    print(format_box_table(model))
+    print(format_comparison(result["variants"]))
+    if args.out:
+        print(f"wrote {Path(args.out) / 'box_results.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.data is None) == (args.boxes is None):
+        parser.error("give either --data (mIoU) or --boxes (box-level evaluation)")
+    if args.boxes is not None and args.images_root is None:
+        parser.error("--boxes needs --images-root (the folder with vi/ and ir/)")
     from fusionsam_model.data.datasets import DatasetError, open_dataset
     from fusionsam_model.runtime.checkpoint import CheckpointError
     from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
+    from fusionsam_model.runtime.threads import set_torch_threads
 
+    if args.threads:
+        import cv2
+
+        set_torch_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
+    if args.boxes is not None:
+        try:
+            segmenter = Segmenter.from_checkpoint(
+                checkpoint, device=args.device, precision=args.precision, backend=args.backend
+            )
+        except CheckpointError as exc:
+            print(f"evaluate: error: {exc}", file=sys.stderr)
+            return 2
+        return run_boxes(args, segmenter, checkpoint)
     try:  # bad input is a message and exit 2, not a traceback
         dataset = open_dataset(args.data, args.split, layout=args.layout)
         segmenter = Segmenter.from_checkpoint(
