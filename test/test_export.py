@@ -23,6 +23,7 @@ from fusionsam_model.deploy import export as ex
 from fusionsam_model.deploy import export_cli
 from fusionsam_model.deploy import export_format as fmt
 from fusionsam_model.deploy.export_format import graph_sha256
+from fusionsam_model.modeling.composition import NUM_MAPS
 from fusionsam_model.runtime.backends import make_backend
 from fusionsam_model.runtime.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
@@ -71,7 +72,12 @@ def test_export_writes_checked_graphs_and_manifest(export_dir, tiny_model):
     expected_io = {
         "front": (
             {"rgb": [1, 3, 64, 64], "thermal": [1, 1, 64, 64]},
-            {"fused": [1, 3, 64, 64], "mask_logits": [1, 1, 16, 16], "fine": [1, fine_ch, 16, 16]},
+            {
+                "fused": [1, 3, 64, 64],
+                "fusion_maps": [1, NUM_MAPS, 16, 16],
+                "mask_logits": [1, 1, 16, 16],
+                "fine": [1, fine_ch, 16, 16],
+            },
         ),
         "image_encoder": (
             {"fused": [1, 3, 64, 64]},

@@ -13,6 +13,7 @@ from fusionsam_model.modeling.discriminator import (
     hinge_d_loss,
     hinge_g_loss,
 )
+from fusionsam_model.modeling.composition import NUM_MAPS
 from fusionsam_model.modeling.fmp import MODES, FusionMaskPrompting
 from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
 
@@ -131,8 +132,7 @@ def test_fmp_output_shapes(mode: str, size: int) -> None:
     out = fmp(*_fmp_inputs(mode, 2, size))
     assert out.features.shape == (2, EMBED, size // 16, size // 16)
     assert out.mask_logits.shape == (2, 1, size // 4, size // 4)
-    assert out.fused.shape == (2, 3, size, size)
-    assert 0.0 <= out.fused.min() and out.fused.max() <= 1.0
+    assert out.fusion_maps.shape == (2, NUM_MAPS, size // 4, size // 4)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -145,7 +145,7 @@ def test_gradients_reach_every_fmp_parameter(mode: str) -> None:
     out = fmp(z_rgb, z_th)
     loss = (
         F.binary_cross_entropy_with_logits(out.mask_logits, torch.rand_like(out.mask_logits))
-        + F.l1_loss(out.fused, torch.rand_like(out.fused))
+        + F.l1_loss(out.fusion_maps, torch.rand_like(out.fusion_maps))
         + out.features.pow(2).mean()
     )
     loss.backward()
@@ -160,7 +160,7 @@ def test_fmp_end_to_end_from_lstg_latents_reaches_both_encoders() -> None:
     out = fmp(
         ae_rgb.encode(torch.rand(1, 3, 64, 64)).z_q, ae_th.encode(torch.rand(1, 1, 64, 64)).z_q
     )
-    out.fused.mean().backward()
+    out.mask_logits.mean().backward()
     for ae in (ae_rgb, ae_th):
         assert ae.encoder.layers[0].weight.grad.abs().sum() > 0
 
@@ -174,7 +174,7 @@ def test_fmp_batch_equals_images_one_by_one(mode: str) -> None:
         batched = fmp(z_rgb, z_th)
         for i in range(3):
             single = fmp(z_rgb[i : i + 1], z_th[i : i + 1])
-            for field in ("features", "mask_logits", "fused"):
+            for field in ("features", "mask_logits", "fusion_maps"):
                 assert torch.allclose(
                     getattr(single, field), getattr(batched, field)[i : i + 1], atol=1e-5
                 ), field
@@ -220,7 +220,7 @@ def test_fusion_front_exports_to_onnx_and_matches(tmp_path) -> None:
 
         def forward(self, rgb: torch.Tensor, th: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.fmp(self.rgb.encode(rgb).z_q, self.th.encode(th).z_q)
-            return out.features, out.mask_logits, out.fused
+            return out.features, out.mask_logits, out.fusion_maps
 
     front = Front().eval()
     rgb, th = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64)

@@ -12,7 +12,6 @@ from fusionsam_model.runtime.preprocess import (
     normalize_thermal,
     preprocess_batch,
     preprocess_pair,
-    unletterbox_image,
     unletterbox_labels,
     unletterbox_logits,
 )
@@ -111,10 +110,3 @@ def test_unletterbox_labels_round_trip():
     assert np.all(labels[520:, :] == 2) and np.all(labels[:480, :350] == 1)
 
 
-def test_unletterbox_image_size_and_dtype():
-    box = letterbox_for((600, 800), 256)
-    img = torch.zeros(3, 256, 256)
-    img[0, :192, :256] = 1.0  # content area red; padding would be black
-    out = unletterbox_image(img, box)
-    assert out.shape == (600, 800, 3) and out.dtype == np.uint8
-    assert np.all(out[..., 0] == 255) and np.all(out[..., 1:] == 0)

@@ -112,13 +112,15 @@ def presence_loss(presence_logits: torch.Tensor, labels: torch.Tensor) -> torch.
 
 def fusion_losses(
     fused: torch.Tensor, rgb: torch.Tensor, thermal: torch.Tensor, valid: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intensity and gradient terms of the fused image I_f (B,3,S,S).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Label-free terms of the fused image I_f (B,3,S,S): intensity, gradient, structure.
 
-    Intensity: gray(I_f) follows max(gray(rgb), thermal), so the brighter (more
-    informative) source wins per pixel. Gradient: |Sobel(I_f)| follows the larger of
-    the two sources' gradients, keeping the sharper edge of either modality.
-    ``valid`` (B,1,S,S) masks out letterbox padding.
+    Intensity: luma(I_f) follows max(luma(rgb), thermal), so the brighter (more
+    informative, e.g. a warm body at night) source wins per pixel. Gradient: |Sobel(I_f)|
+    follows the larger of the two sources' gradients, keeping the sharper edge of either
+    camera. Structure: 1 - mean of SSIM(I_f, rgb) and SSIM(I_f, thermal) on luma, so the
+    image keeps what both look like. ``valid`` (B,1,S,S) masks out letterbox padding.
+    Colour is not a term: the composition keeps the visible chroma by construction.
     """
     fused_y = gray(fused.float())
     rgb_y = gray(rgb.float())
@@ -127,11 +129,10 @@ def fusion_losses(
     grad_target = torch.maximum(sobel_magnitude(rgb_y), sobel_magnitude(th))
     inten = (fused_y - target).abs()
     grad = (sobel_magnitude(fused_y) - grad_target).abs()
-    if valid is None:
-        return inten.mean(), grad.mean()
-    w = valid.float()
+    structure = 1.0 - 0.5 * (ssim_map(fused_y, rgb_y) + ssim_map(fused_y, th))
+    w = torch.ones_like(fused_y) if valid is None else valid.float()
     norm = w.sum().clamp(min=1.0)
-    return (inten * w).sum() / norm, (grad * w).sum() / norm
+    return (inten * w).sum() / norm, (grad * w).sum() / norm, (structure * w).sum() / norm
 
 
 def foreground_target(
@@ -160,6 +161,11 @@ def fusion_mask_loss(mask_logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 # --------------------------------------------------------------------------- stage 1
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
     """Mean structural similarity with a uniform window (inputs in [0,1])."""
+    return ssim_map(x, y, window).mean()
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Per-pixel structural similarity with a uniform window (inputs in [0,1])."""
     c1, c2 = 0.01**2, 0.03**2
     pad = window // 2
     mu_x = F.avg_pool2d(F.pad(x, (pad,) * 4, mode="reflect"), window, 1)
@@ -169,7 +175,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
     sxy = F.avg_pool2d(F.pad(x * y, (pad,) * 4, mode="reflect"), window, 1) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    return (num / den).mean()
+    return num / den
 
 
 class OfflinePerceptualLoss(nn.Module):

@@ -45,6 +45,7 @@ class DataOptions:
     val_fraction_of_train: float | None
     generate: dict | None
     unlabelled: dict | None
+    boxed: dict | None
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,10 @@ class LossOptions:
     presence: float
     fusion_intensity: float
     fusion_gradient: float
+    fusion_ssim: float
     fusion_mask: float
+    box_mil: float
+    box_negative: float
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
         # into every step's batch for the label-free losses only (stage-1 reconstruction,
         # fused-image loss), e.g. {root: ../shared/data/roadscene, batch_size: 4}.
         "unlabelled": None,
+        # Real frames with box labels (fusionsam_model.data.box_datasets, msrs_dev layout)
+        # mixed into every seg step for the box losses (training.box_losses) and the
+        # fused-image loss, e.g. {root: ../shared/data/msrs_dev, names: train,
+        # batch_size: 2, label_sets: [visible, infrared, fusion]}. names "holdout" is refused.
+        "boxed": None,
     },
     "train": {
         "stage": "both",  # lstg | seg | both
@@ -91,7 +96,11 @@ DEFAULTS: dict[str, Any] = {
         "presence": 0.2,
         "fusion_intensity": 0.5,
         "fusion_gradient": 0.5,
+        "fusion_ssim": 0.5,
         "fusion_mask": 0.5,
+        # box supervision of real frames (data.boxed): MIL bags, nothing outside the boxes
+        "box_mil": 1.0,
+        "box_negative": 1.0,
     },
 }
 
@@ -189,6 +198,12 @@ def validate(cfg: dict[str, Any]) -> None:
                 f"{key}={split!r} refused: a test split must never be used to train or to select "
                 "checkpoints (use the val split; score test only with training/evaluate.py)"
             )
+    boxed = data.get("boxed") or {}
+    if str(boxed.get("names", "train")) == "holdout":
+        raise ConfigError(
+            "data.boxed.names='holdout' refused: the held-out frames score the model and are "
+            "never trained on (use names: train)"
+        )
     if train["select_split"] != data["val_split"]:
         raise ConfigError(
             f"train.select_split={train['select_split']!r} must equal data.val_split="

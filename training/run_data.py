@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fusionsam_model.data.classes import ClassTable
@@ -33,6 +34,8 @@ class RunData:
     train_sampler: Any
     unlabelled_pairs: TrainingPairs | None
     unlabelled_batch_size: int
+    boxed_pairs: Any  # training.box_data.BoxedPairs | None
+    boxed_batch_size: int
     preview: dict[str, torch.Tensor] | None  # two val pairs for the TensorBoard panels
     ce_weights: torch.Tensor | None
     seed: int
@@ -93,6 +96,7 @@ class RunData:
                 spec["root"],
                 unlabelled_n,
             )
+        boxed_pairs, boxed_n = build_boxed(data.boxed, mc)
         train_loader, train_sampler = make_loader(
             train_pairs,
             opts.train.batch_size,
@@ -119,6 +123,8 @@ class RunData:
             train_sampler,
             unlabelled_pairs,
             unlabelled_n,
+            boxed_pairs,
+            boxed_n,
             preview,
             None if ce_weights is None else ce_weights.to(info.device),
             seed,
@@ -141,6 +147,49 @@ class RunData:
         extra = {k: torch.stack([it[k] for it in items]).to(self.device) for k in batch}
         extra["label"].fill_(L.IGNORE)  # augmentation pads labels with a class id; never score them
         return {k: torch.cat([batch[k], extra[k]]) for k in batch}
+
+    @property
+    def boxed_classes(self) -> tuple[int, ...]:
+        """Class ids the box labels cover (their negatives are trained)."""
+        return () if self.boxed_pairs is None else self.boxed_pairs.classes
+
+    def with_boxed(
+        self, batch: dict[str, torch.Tensor], state: RunState
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """``batch`` plus data.boxed real frames (labels: ignore) drawn by (seed, step), and
+        their boxes at S (one (N, 6) tensor per appended frame): resume-exact."""
+        if self.boxed_pairs is None:
+            return batch, []
+        rng = np.random.default_rng((self.seed, state.step, 2))
+        picks = rng.integers(len(self.boxed_pairs), size=self.boxed_batch_size)
+        items = [self.boxed_pairs.item(int(i), rng) for i in picks]
+        extra = {
+            "rgb": torch.stack([it.rgb for it in items]),
+            "thermal": torch.stack([it.thermal for it in items]),
+            "valid": torch.stack([it.valid for it in items]),
+        }
+        s = extra["rgb"].shape[-1]
+        extra["label"] = torch.full((len(items), s, s), L.IGNORE, dtype=batch["label"].dtype)
+        for key in set(batch) - set(extra):  # e.g. the dataset index: none for these frames
+            extra[key] = torch.full((len(items), *batch[key].shape[1:]), -1, dtype=batch[key].dtype)
+        merged = {k: torch.cat([batch[k], extra[k].to(self.device)]) for k in batch}
+        return merged, [it.boxes.to(self.device) for it in items]
+
+
+def build_boxed(spec: dict | None, mc: ModelConfig) -> tuple[Any, int]:
+    """data.boxed -> (BoxedPairs over its training names, frames per step) or (None, 0)."""
+    if not spec:
+        return None, 0
+    from fusionsam_model.data.box_datasets import MSRS_LABEL_SETS, BoxDataset, select_names
+    from training.box_data import BoxedPairs
+
+    spec = dict(spec)
+    names = select_names(spec["root"], str(spec.get("names", "train")))
+    ds = BoxDataset(spec["root"], names, tuple(spec.get("label_sets", MSRS_LABEL_SETS)))
+    pairs = BoxedPairs(ds, mc.input_size, mc.thermal_range, mc.thermal_percentiles)
+    n = int(spec.get("batch_size", 2))
+    log.info("box-labelled real frames: %d from %s, %d per seg step", len(pairs), spec["root"], n)
+    return pairs, n
 
 
 def ce_class_weights(train_ds: Any, table: ClassTable, power: float) -> torch.Tensor | None:

@@ -24,6 +24,7 @@ from fusionsam_model.modeling.discriminator import (
 )
 from fusionsam_model.modeling.model import FusionSAM
 from training import losses as L
+from training.box_losses import box_losses
 from training.distributed import DistInfo
 from training.optim import autocast, make_optimizer, step_with_scaler
 
@@ -204,6 +205,7 @@ def seg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     opt.zero_grad(set_to_none=True)
     n = batch["label"].shape[0]  # labelled pairs; unlabelled ones follow for the fusion loss
     batch = tr.data.with_unlabelled(batch, tr.state)
+    batch, boxes = tr.data.with_boxed(batch, tr.state)  # box-labelled real frames come last
     with autocast(tr.precision):
         out = tr.net(batch["rgb"], batch["thermal"], reconstruct=False)
     labels = batch["label"][:n]
@@ -211,15 +213,30 @@ def seg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         out.class_logits[:n], labels, tr.model_config.num_classes, tr.data.ce_weights
     )
     pres = L.presence_loss(out.presence[:n], labels)
-    inten, grad = L.fusion_losses(out.fused, batch["rgb"], batch["thermal"], batch["valid"])
+    inten, grad, structure = L.fusion_losses(
+        out.fused, batch["rgb"], batch["thermal"], batch["valid"]
+    )
     fmask = L.fusion_mask_loss(out.mask_logits[:n], labels)
+    mil = neg = out.class_logits.new_zeros(())
+    if boxes:
+        m = len(boxes)
+        mil, neg = box_losses(
+            out.class_logits[-m:],
+            boxes,
+            batch["valid"][-m:],
+            tr.data.boxed_classes,
+            tr.model_config.input_size,
+        )
     total = (
         lw.ce * ce
         + lw.dice * dice
         + lw.presence * pres
         + lw.fusion_intensity * inten
         + lw.fusion_gradient * grad
+        + lw.fusion_ssim * structure
         + lw.fusion_mask * fmask
+        + lw.box_mil * mil
+        + lw.box_negative * neg
     )
     if tr.lstg_trains_in_seg:  # VQ commitment keeps the fine-tuned encoders on their codes
         total = total + lw.codebook * out.vq_loss.float()
@@ -233,6 +250,9 @@ def seg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         "presence": float(pres.detach()),
         "fusion_intensity": float(inten.detach()),
         "fusion_gradient": float(grad.detach()),
+        "fusion_ssim": float(structure.detach()),
+        "box_mil": float(mil.detach()),
+        "box_negative": float(neg.detach()),
         "fusion_mask": float(fmask.detach()),
         "vq": float(out.vq_loss.detach()),
     }

@@ -3,8 +3,8 @@
 The graphs are the model's three export-friendly parts, so every runtime runs the same
 stages the torch backend times:
 
-* ``front.onnx``          rgb (B,3,S,S), thermal (B,1,S,S) -> fused (B,3,S,S), mask_logits (B,1,S/4,S/4),
-                          fine (B,F,S/4,S/4)
+* ``front.onnx``          rgb (B,3,S,S), thermal (B,1,S,S) -> fused (B,3,S,S), fusion_maps (B,2,S/4,S/4),
+                          mask_logits (B,1,S/4,S/4), fine (B,F,S/4,S/4)
 * ``image_encoder.onnx``  fused -> image_embedding (B,E,g,g)
 * ``decoder.onnx``        image_embedding, mask_logits, fine -> class_logits (B,C,S/4,S/4), presence (B,C)
   (the sparse prompts are derived from mask_logits inside this graph)
@@ -70,9 +70,9 @@ class FrontGraph(nn.Module):
 
     def forward(
         self, rgb: torch.Tensor, thermal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model.forward_front(rgb, thermal)
-        return out.fused, out.mask_logits, out.fine
+        return out.fused, out.fusion_maps, out.mask_logits, out.fine
 
 
 class ImageEncoderGraph(nn.Module):

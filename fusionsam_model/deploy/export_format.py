@@ -21,13 +21,13 @@ from typing import Any
 import onnx
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "fusionsam-onnx/2"  # 2: front emits "fine", decoder takes it
+MANIFEST_FORMAT = "fusionsam-onnx/3"  # 2: front emits "fine"; 3: and "fusion_maps"
 CACHE_ENV = "FUSIONSAM_CACHE_DIR"
 
 # graph -> (input names, output names); the keys in run order are also the stage names
 # the exported backends report timings under (see runtime.segmenter.STAGES).
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "front": (("rgb", "thermal"), ("fused", "mask_logits", "fine")),
+    "front": (("rgb", "thermal"), ("fused", "fusion_maps", "mask_logits", "fine")),
     "image_encoder": (("fused",), ("image_embedding",)),
     "decoder": (("image_embedding", "mask_logits", "fine"), ("class_logits", "presence")),
 }

@@ -17,7 +17,9 @@ Data flow, per image (S = model input size, g = S/16, D = latent dim, E = embed 
 4. F = conv3x3(F_init + F_c) (eq. 13).
 
 Heads on F: the fusion mask M (1 x S/4 x S/4 logits, SAM's mask-prompt size) and the
-fused image I_f (3 x S x S, sigmoid). Both share a trunk that upsamples F to S/4 and adds
+fused image's decision maps (``composition.NUM_MAPS`` x S/4 x S/4 logits: what to take from
+which camera; ``composition.compose`` makes the image from them and the cameras' own
+pixels, at S for SAM and at the camera's resolution for the node). Both share a trunk that upsamples F to S/4 and adds
 a 1x1 projection of the full-resolution latents, so the mask keeps the detail that the
 16x16 patches lose. The trunk's S/4 features are also returned ("fine" features): the
 mask decoder adds them to its upscaled embedding (an HQ-SAM-style skip), so class maps
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusionsam_model.modeling.composition import NUM_MAPS
 from fusionsam_model.modeling.lstg import group_norm
 
 MODES = ("fmp", "concat", "rgb", "thermal")
@@ -45,7 +48,7 @@ MODES = ("fmp", "concat", "rgb", "thermal")
 class FMPOutput:
     features: Tensor  # (B, E, g, g) fused features F, g = S/16
     mask_logits: Tensor  # (B, 1, S/4, S/4) fusion mask M logits
-    fused: Tensor  # (B, 3, S, S) fused image I_f in [0, 1]
+    fusion_maps: Tensor  # (B, NUM_MAPS, S/4, S/4) decision logits of the fused image
     fine: Tensor  # (B, decoder_channels, S/4, S/4) trunk features for the decoder's skip
 
 
@@ -142,12 +145,11 @@ class ComplementaryFusion(nn.Module):
 
 
 class FusionHeads(nn.Module):
-    """Fusion-mask logits at S/4, fused image at S and the S/4 trunk features, from F (g x g)
-    and the S/4 latents."""
+    """Fusion-mask logits, the fused image's decision maps and the trunk features, all at
+    S/4, from F (g x g) and the S/4 latents."""
 
     def __init__(self, embed_dim: int, skip_channels: int, channels: int) -> None:
         super().__init__()
-        half = max(channels // 2, 4)
         self.up = nn.Sequential(  # g -> S/4 in two x2 steps, like SAM's output upscaling
             nn.ConvTranspose2d(embed_dim, 2 * channels, 2, stride=2),
             group_norm(2 * channels),
@@ -159,19 +161,19 @@ class FusionHeads(nn.Module):
             group_norm(channels), nn.GELU(), nn.Conv2d(channels, channels, 3, padding=1), nn.GELU()
         )
         self.mask = nn.Conv2d(channels, 1, 1)
-        self.image_mid = nn.Sequential(nn.Conv2d(channels, half, 3, padding=1), nn.GELU())
-        self.image_out = nn.Conv2d(half, 3, 3, padding=1)
+        # zero init: every pixel starts at half visible / half thermal base, detail gain 1
+        self.fusion_maps = nn.Conv2d(channels, NUM_MAPS, 3, padding=1)
+        nn.init.zeros_(self.fusion_maps.weight)
+        nn.init.zeros_(self.fusion_maps.bias)
 
     def forward(self, features: Tensor, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.trunk(self.up(features) + self.skip(latents))  # (B, C, S/4, S/4)
-        mask_logits = self.mask(x)
-        y = self.image_mid(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
-        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return mask_logits, torch.sigmoid(self.image_out(y)), x
+        return self.mask(x), self.fusion_maps(x), x
 
 
 class FusionMaskPrompting(nn.Module):
-    """Fuses quantized RGB and thermal latents into F, the fusion mask M and the fused image."""
+    """Fuses quantized RGB and thermal latents into F, the fusion mask M and the fused
+    image's decision maps."""
 
     def __init__(
         self,
@@ -259,5 +261,5 @@ class FusionMaskPrompting(nn.Module):
                 tokens = block(tokens, tokens)
             features = self.out(_grid(tokens, g))
 
-        mask_logits, fused, fine = self.heads(features, torch.cat(latents, dim=1))
-        return FMPOutput(features=features, mask_logits=mask_logits, fused=fused, fine=fine)
+        mask_logits, maps, fine = self.heads(features, torch.cat(latents, dim=1))
+        return FMPOutput(features=features, mask_logits=mask_logits, fusion_maps=maps, fine=fine)

@@ -3,8 +3,9 @@
 The network is split into three export-friendly parts that the ONNX/TensorRT export
 turns into three graphs 1:1:
 
-* ``forward_front(rgb, thermal)``: LSTG encoders + FMP + heads -> fused image, fusion
-  mask, fine (S/4) features
+* ``forward_front(rgb, thermal)``: LSTG encoders + FMP + heads -> fused image (composed
+  from the inputs by the decision maps, ``composition.compose``), the decision maps,
+  fusion mask, fine (S/4) features
 * ``encode_image(fused)``: SAM image encoder (pixel normalisation inside)
 * ``decode(image_embedding, mask_logits, fine)``: prompts derived from the mask, prompt
   encoder, C-token mask decoder (with the fine-feature skip), presence head
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fusionsam_model.modeling.composition import NUM_MAPS, compose
 from fusionsam_model.modeling.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, ModelConfig
 from fusionsam_model.modeling.fmp import FusionMaskPrompting
 from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
@@ -56,6 +58,7 @@ def baseline_image(rgb: torch.Tensor, thermal: torch.Tensor, which: str) -> torc
 @dataclass
 class FrontOutput:
     fused: torch.Tensor  # (B, 3, S, S) in [0, 1]
+    fusion_maps: torch.Tensor  # (B, NUM_MAPS, S/4, S/4) decision logits of the fused image
     mask_logits: torch.Tensor  # (B, 1, S/4, S/4)
     fine: torch.Tensor  # (B, fmp_decoder_channels, S/4, S/4) for the decoder's skip
     features: torch.Tensor | None  # (B, E_fmp, g, g) fused features F
@@ -72,6 +75,7 @@ class ModelOutput:
     mask_logits: torch.Tensor
     vq_loss: torch.Tensor
     perplexity: dict[str, torch.Tensor]
+    fusion_maps: torch.Tensor | None = None
     recon_rgb: torch.Tensor | None = None  # (B, 3, S, S) LSTG reconstructions
     recon_thermal: torch.Tensor | None = None
     features: torch.Tensor | None = None
@@ -150,24 +154,28 @@ class FusionSAM(nn.Module):
             base = baseline_image(rgb, thermal, self.config.baseline_input)
         return Latents(z["rgb"], z["thermal"], vq_loss, perplexity, base)
 
-    def fuse(self, latents: Latents, rgb: torch.Tensor) -> FrontOutput:
-        """FMP on the latents -> fused image and fusion mask. A SAM baseline passes its
-        input image (``config.baseline_input``) through and has no fusion mask nor fine
-        features (zeros keep the graph shapes fixed)."""
+    def fuse(self, latents: Latents, rgb: torch.Tensor, thermal: torch.Tensor) -> FrontOutput:
+        """FMP on the latents -> decision maps, fused image (composed from ``rgb`` and
+        ``thermal`` by them) and fusion mask. A SAM baseline passes its input image
+        (``config.baseline_input``) through and has no fusion mask nor fine features (zeros
+        keep the graph shapes fixed); its decision maps are zeros (half of each camera)."""
+        m, b = self.config.mask_size, rgb.shape[0]
         if self.config.sam_baseline:
-            m, b = self.config.mask_size, rgb.shape[0]
             mask = rgb.new_zeros((b, 1, m, m))
             fine = rgb.new_zeros((b, self.config.fmp_decoder_channels, m, m))
+            maps = rgb.new_zeros((b, NUM_MAPS, m, m))
             if self.fmp is None:
                 image = rgb if latents.baseline_image is None else latents.baseline_image
             else:  # baseline_input == "fused": the trained front's fused image only
-                image = self.fmp(latents.z_rgb, latents.z_thermal).fused
+                maps = self.fmp(latents.z_rgb, latents.z_thermal).fusion_maps
+                image = compose(rgb, thermal, maps)
             return FrontOutput(
-                image, mask, fine, None, latents.vq_loss, latents.perplexity, latents
+                image, maps, mask, fine, None, latents.vq_loss, latents.perplexity, latents
             )
         out = self.fmp(latents.z_rgb, latents.z_thermal)
         return FrontOutput(
-            out.fused,
+            compose(rgb, thermal, out.fusion_maps),
+            out.fusion_maps,
             out.mask_logits,
             out.fine,
             out.features,
@@ -181,7 +189,7 @@ class FusionSAM(nn.Module):
     ) -> FrontOutput:
         """rgb (B, 3, S, S), thermal (B, 1, S, S) in [0, 1] -> fused image, fusion mask, fine
         features (``inference``: without the VQ training terms, see ``encode_latents``)."""
-        return self.fuse(self.encode_latents(rgb, thermal, inference), rgb)
+        return self.fuse(self.encode_latents(rgb, thermal, inference), rgb, thermal)
 
     # ---- part 2: SAM image encoder --------------------------------------------------
     def encode_image(self, fused: torch.Tensor) -> torch.Tensor:
@@ -228,6 +236,7 @@ class FusionSAM(nn.Module):
             class_logits=class_logits,
             presence=presence,
             fused=front.fused,
+            fusion_maps=front.fusion_maps,
             mask_logits=front.mask_logits,
             vq_loss=front.vq_loss,
             perplexity=front.perplexity,

@@ -29,7 +29,9 @@ from fusionsam_model.modeling.config import ModelConfig
 from fusionsam_model.modeling.model import FusionSAM
 from fusionsam_model.modeling.sam_decoder import resize_pos_embed, resize_rel_pos
 
-FORMAT_VERSION = 1
+# 2: the fused image is composed from the cameras by decision maps (fmp.heads.fusion_maps);
+# version 1 files decoded it (fmp.heads.image_mid / image_out) and cannot run here
+FORMAT_VERSION = 2
 FORMAT_NAME = "fusionsam-checkpoint"
 
 
@@ -174,7 +176,12 @@ def load_checkpoint(
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}; this code reads version "
-            f"{FORMAT_VERSION}. Use the matching fusionsam version or re-train."
+            f"{FORMAT_VERSION}. Use the matching fusionsam version or re-train"
+            + (
+                " (version 1 decoded the fused image; version 2 composes it from the cameras)."
+                if version == 1
+                else "."
+            )
         )
     try:
         config = ModelConfig.from_dict(payload["config"])

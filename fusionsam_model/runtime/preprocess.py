@@ -174,6 +174,14 @@ def rgb_to_float(rgb: np.ndarray) -> np.ndarray:
     raise ValueError(f"rgb image dtype {a.dtype} not supported (uint8 or float in [0, 1])")
 
 
+def rgb_to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB (H, W, 3) uint8, or float in [0, 1] -> uint8 (what OpenCV's colour code wants)."""
+    a = np.asarray(rgb)
+    if a.dtype == np.uint8:
+        return a
+    return (rgb_to_float(a) * 255.0 + 0.5).astype(np.uint8)
+
+
 def _resize_pad(img: np.ndarray, box: Letterbox) -> np.ndarray:
     rh, rw = box.resized_hw
     resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR)
@@ -329,15 +337,3 @@ def unletterbox_labels(
     e /= e.sum(-1, keepdims=True)
     probs = np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32)
     return labels, probs
-
-
-def unletterbox_image(image: torch.Tensor | np.ndarray, box: Letterbox) -> np.ndarray:
-    """(3, S, S) float image in [0, 1] -> (H, W, 3) uint8 at the original size."""
-    a = _as_numpy(image)
-    rh, rw = box.resized_hw
-    crop = np.ascontiguousarray(a[:, :rh, :rw].transpose(1, 2, 0))
-    h, w = box.original_hw
-    out = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
-    if out.ndim == 2:
-        out = out[:, :, None]
-    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from fusionsam_model.data.classes import ClassTable, get_class_table
+from fusionsam_model.modeling.composition import compose_numpy
 from fusionsam_model.runtime.backends import Backend, make_backend
 from fusionsam_model.runtime.preprocess import (
     Letterbox,
     ThermalRange,
+    normalize_thermal,
     preprocess_batch,
-    unletterbox_image,
+    rgb_to_uint8,
     unletterbox_labels,
 )
 from fusionsam_model.runtime.registration import Registration
@@ -33,8 +35,18 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "fusionsa
 
 # Stage names of Prediction.timings. "front" is LSTG + FMP: one graph in an export (the
 # onnxruntime / TensorRT backends report only it), the sum of its two parts in torch.
-STAGES = ("preprocess", "lstg", "fmp", "front", "image_encoder", "decoder", "postprocess")
-EXPORTED_STAGES = ("preprocess", "front", "image_encoder", "decoder", "postprocess")
+# "compose" makes the camera-size fused image (only when it is asked for).
+STAGES = (
+    "preprocess",
+    "lstg",
+    "fmp",
+    "front",
+    "image_encoder",
+    "decoder",
+    "postprocess",
+    "compose",
+)
+EXPORTED_STAGES = ("preprocess", "front", "image_encoder", "decoder", "postprocess", "compose")
 
 
 @dataclass
@@ -211,8 +223,8 @@ class Segmenter:
         return_fused: bool = True,
     ) -> Prediction:
         """rgb (H, W, 3) uint8 RGB order; thermal (H, W) uint8 / uint16 / float.
-        ``return_fused=False`` skips resizing the fused image to H x W (a fifth of the
-        post-processing at 1080p) when nobody uses it."""
+        ``return_fused=False`` skips composing the fused image at H x W ("compose" stage)
+        when nobody uses it."""
         return self.predict_batch([rgb], [thermal], return_probs, return_fused)[0]
 
     def predict_batch(
@@ -242,21 +254,38 @@ class Segmenter:
         if self.thread_tuner is not None:
             self.thread_tuner.record((t2 - t1) * 1e3)
         results = [
-            self._postprocess(out.class_logits[i], out.fused[i], box, return_probs, return_fused)
+            unletterbox_labels(out.class_logits[i], box, return_probs)
             for i, box in enumerate(boxes)
         ]
         t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, **out.timings, "postprocess": (t3 - t2) * 1e3}
-        timings["total"] = (t3 - t0) * 1e3
-        return [Prediction(labels, fused, probs, dict(timings)) for labels, fused, probs in results]
+        fused: list[np.ndarray | None] = [None] * len(boxes)
+        if return_fused:
+            fused = [
+                self.compose_fused(r, t, out.fusion_maps[i], box)
+                for i, (r, t, box) in enumerate(zip(rgbs, thermals, boxes, strict=True))
+            ]
+        t4 = time.perf_counter()
+        timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            **out.timings,
+            "postprocess": (t3 - t2) * 1e3,
+            "compose": (t4 - t3) * 1e3,
+        }
+        timings["total"] = (t4 - t0) * 1e3
+        return [
+            Prediction(labels, image, probs, dict(timings))
+            for (labels, probs), image in zip(results, fused, strict=True)
+        ]
 
-    @staticmethod
-    def _postprocess(
-        logits: torch.Tensor,
-        fused: torch.Tensor,
-        box: Letterbox,
-        return_probs: bool,
-        return_fused: bool,
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        labels, probs = unletterbox_labels(logits, box, return_probs)
-        return labels, unletterbox_image(fused, box) if return_fused else None, probs
+    def compose_fused(
+        self, rgb: np.ndarray, thermal: np.ndarray, maps: torch.Tensor, box: Letterbox
+    ) -> np.ndarray:
+        """The published fused image: composed at the camera's resolution from its own
+        pixels by the network's decision maps (``modeling.composition``), the same for
+        every backend. The maps cover the letterboxed S x S input at S/4: only the cells
+        over the image are used."""
+        cell = box.size // maps.shape[-1]
+        rh, rw = box.resized_hw
+        crop = maps[:, : -(-rh // cell), : -(-rw // cell)].float().cpu().numpy()
+        th = normalize_thermal(thermal, self.thermal_range, self.thermal_percentiles)
+        return compose_numpy(rgb_to_uint8(rgb), th, crop)

@@ -21,7 +21,8 @@ import torch
 class BackendOutput:
     class_logits: torch.Tensor  # (B, C, S/4, S/4)
     presence: torch.Tensor  # (B, C) logits
-    fused: torch.Tensor  # (B, 3, S, S) in [0, 1]
+    fused: torch.Tensor  # (B, 3, S, S) in [0, 1]: what SAM's image encoder saw
+    fusion_maps: torch.Tensor  # (B, NUM_MAPS, S/4, S/4): composes the camera-size fused image
     mask_logits: torch.Tensor  # (B, 1, S/4, S/4)
     timings: dict[str, float] = field(default_factory=dict)  # ms: lstg, fmp, image_encoder, decoder
 

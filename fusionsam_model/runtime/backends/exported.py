@@ -72,6 +72,7 @@ class ExportedGraphsBackend:
             class_logits=cat("class_logits"),
             presence=cat("presence"),
             fused=cat("fused"),
+            fusion_maps=cat("fusion_maps"),
             mask_logits=cat("mask_logits"),
             timings=timings,
         )

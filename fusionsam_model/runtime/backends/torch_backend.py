@@ -91,7 +91,7 @@ class TorchBackend:
         latents = self._timed(
             timings, "lstg", lambda: m.encode_latents(rgb, thermal, inference=True)
         )
-        front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb))
+        front = self._timed(timings, "fmp", lambda: m.fuse(latents, rgb, thermal))
         timings["front"] = timings["lstg"] + timings["fmp"]  # the exported graph's stage
         if self.compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # outputs of the last call are done with
@@ -105,6 +105,7 @@ class TorchBackend:
             class_logits=logits.float(),
             presence=presence.float(),
             fused=front.fused.float(),
+            fusion_maps=front.fusion_maps.float(),
             mask_logits=front.mask_logits.float(),
             timings=timings,
         )
