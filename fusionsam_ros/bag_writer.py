@@ -16,7 +16,10 @@ With ``--compressed`` the two camera topics are written as image_transport's com
 transport records them: ``rgb/image/compressed`` (sensor_msgs/CompressedImage, JPEG at
 ``--jpeg-quality`` or PNG with ``--rgb-codec png``) and ``thermal/image/compressed`` (8- or
 16-bit PNG, lossless). Labels stay raw: they are ids, not camera pixels. A dataset without
-labels (``sample.label is None``, e.g. RoadScene) gets no ``label/image`` topic.
+labels (``sample.label is None``, e.g. RoadScene) gets no ``label/image`` topic;
+``--layout pairs`` writes such a drive from registered folder pairs (msrs_dev: ``vi/``,
+``ir/``, ``--names all|train|holdout|FILE``), whose names on ``label/name`` are what
+``fusionsam-evaluate --boxes`` scores box labels by.
 
 The sample name travels on ``label/name`` as a ``std_msgs/Header`` (the smallest stamped
 message carrying a string), so evaluators map a label stamp back to its sample (and to
@@ -411,16 +414,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--limit", type=int, default=None, help="write at most N frames")
     parser.add_argument("--seed", type=int, default=0, help="seed of the thermal jitter")
-    parser.add_argument("--layout", default="auto", help="dataset layout: auto, mfnet or fmb")
+    parser.add_argument(
+        "--layout",
+        default="auto",
+        help="dataset layout: auto, mfnet, fmb, or pairs (registered --visible / --infrared "
+        "folders without pixel labels, e.g. msrs_dev: no label/image topic)",
+    )
+    parser.add_argument("--visible", default="vi", help="pairs: visible subfolder (default vi)")
+    parser.add_argument("--infrared", default="ir", help="pairs: infrared subfolder (default ir)")
+    parser.add_argument(
+        "--names",
+        default="all",
+        help="pairs: all | train | holdout (msrs_dev_split, by name range) | a file of names; "
+        "written in name order",
+    )
     return parser
+
+
+class FolderPairs:
+    """Registered visible / infrared frames of ``names`` as label-less samples (``label``
+    None: the bag gets no ``label/image``; ``label/name`` still carries each name, which
+    is what ``fusionsam-evaluate --boxes`` matches box labels by)."""
+
+    def __init__(self, root: str, names: list[str], visible: str, infrared: str) -> None:
+        from fusionsam_model.data.datasets import DatasetError
+        from fusionsam_model.data.unlabelled import UnlabelledPairs
+
+        self.pairs = UnlabelledPairs(root, visible, infrared)
+        index = {n: i for i, n in enumerate(self.pairs.names)}
+        absent = [n for n in names if n not in index]
+        if absent:
+            raise DatasetError(f"{root}: no {visible}/{infrared} pair for {absent[:5]}")
+        self.names, self.indices = list(names), [index[n] for n in names]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(self.pairs[self.indices[i]], label=None)
+
+
+def open_source(args: argparse.Namespace) -> Any:
+    """The dataset a bag is written from: a labelled split, or folder pairs."""
+    from fusionsam_model.data.datasets import open_dataset
+
+    if args.layout != "pairs":
+        return open_dataset(args.data, args.split, layout=args.layout)
+    from fusionsam_model.data.box_datasets import select_names
+
+    names = select_names(args.data, args.names, args.visible)
+    return FolderPairs(args.data, names, args.visible, args.infrared)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fusionsam_model.data.datasets import DatasetError, open_dataset
+    from fusionsam_model.data.datasets import DatasetError
 
     try:
-        dataset = open_dataset(args.data, args.split, layout=args.layout)
+        dataset = open_source(args)
         summary = write_bag(
             dataset,
             args.out,
@@ -434,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=sys.stderr.isatty(),
             compression=Compression(args.rgb_codec, args.jpeg_quality) if args.compressed else None,
         )
-    except (BagWriteError, DatasetError, FileNotFoundError) as exc:
+    except (BagWriteError, DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"fusionsam-make-bag: error: {exc}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{t}: {n}" for t, n in summary.counts.items())

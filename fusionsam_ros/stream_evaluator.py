@@ -16,6 +16,12 @@ name, same stamp); MFNet-style names (…D / …N) give the day/night split.
 
 A drive without labels (real camera pairs, ``--no-labels``) is not scored: the report
 then gives the mask rate and keeps a sample of overlay and fused frames for inspection.
+
+With ``--boxes DIR [DIR ...]`` the masks are scored against box labels instead
+(``evaluation.box_metrics``, as ``training/evaluate.py --boxes``): a mask is matched to its
+sample name by exact stamp on ``label/name`` and the name to the boxes of that image, so
+a bag of real pairs without pixel labels (``fusionsam-make-bag --layout pairs``) needs no
+other topic. A name without a box file in any label set counts as a frame without objects.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from fusionsam_model.data.box_datasets import MSRS_BOX_MAP, BoxLabels, load_streamed_box_labels
 from fusionsam_model.data.classes import ClassTable, get_class_table
 from fusionsam_model.data.conditions import CONDITIONS, condition_of
+from fusionsam_model.evaluation.box_metrics import BoxScores, format_box_table
 from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
@@ -55,6 +63,24 @@ LATENCY_DEFINITION = (
     "mask arrival minus arrival of the label with the same stamp (published with the RGB "
     "frame by the player), both measured in the evaluator process"
 )
+
+BOX_LATENCY_DEFINITION = (
+    "mask arrival minus arrival of the sample name with the same stamp (published with the "
+    "RGB frame by the player), both measured in the evaluator process"
+)
+
+
+def latency_summary(latencies_ms: list[float], definition: str) -> dict[str, Any]:
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    out: dict[str, Any] = dict.fromkeys(("p50", "p99", "mean", "max"))
+    if lat.size:
+        out.update(
+            p50=json_number(float(np.percentile(lat, 50))),
+            p99=json_number(float(np.percentile(lat, 99))),
+            mean=json_number(float(lat.mean())),
+            max=json_number(float(lat.max())),
+        )
+    return {**out, "definition": definition}
 
 
 @dataclass
@@ -184,11 +210,100 @@ class StreamScorer:
         return report
 
 
+@dataclass
+class BoxStreamScorer:
+    """Pairs masks with sample names by stamp and scores them against the boxes of that
+    name (``BoxScores``); no ROS in here. A name unknown to ``labels`` is a frame without
+    objects (no box file in any label set), scored and counted."""
+
+    labels: BoxLabels
+    max_pending: int = 256
+    scores: BoxScores = field(init=False)
+    masks: dict[int, _Pending] = field(default_factory=dict)  # waiting for their name
+    names: dict[int, tuple[str, float]] = field(default_factory=dict)  # waiting for a mask
+    matched: list[dict[str, Any]] = field(default_factory=list)
+    without_file: list[str] = field(default_factory=list)
+    name_count: int = 0
+    evicted_names: int = 0
+    evicted_masks: int = 0
+
+    def __post_init__(self) -> None:
+        self.scores = BoxScores(self.labels.class_table, self.labels.classes)
+
+    def add_prediction(self, stamp: int, pixels: np.ndarray, arrival: float) -> None:
+        if stamp in self.names:
+            name, name_arrival = self.names.pop(stamp)
+            self._score(stamp, name, pixels, name_arrival, arrival)
+            return
+        self.masks[stamp] = _Pending(arrival, pixels)
+        while len(self.masks) > self.max_pending:
+            del self.masks[min(self.masks)]
+            self.evicted_masks += 1
+
+    def add_name(self, stamp: int, name: str, arrival: float) -> None:
+        self.name_count += 1
+        if stamp in self.masks:
+            mask = self.masks.pop(stamp)
+            self._score(stamp, name, mask.pixels, arrival, mask.arrival)
+            return
+        self.names[stamp] = (name, arrival)
+        while len(self.names) > self.max_pending:
+            del self.names[min(self.names)]
+            self.evicted_names += 1
+
+    def _score(
+        self, stamp: int, name: str, mask: np.ndarray, name_arrival: float, mask_arrival: float
+    ) -> None:
+        if name in self.labels.boxes:
+            boxes = self.labels.pixels(name, *mask.shape)
+        else:
+            boxes = np.zeros((0, 5))
+            self.without_file.append(name)
+        self.scores.add(name, mask, boxes)
+        latency_ms = round((mask_arrival - name_arrival) * 1e3, 3)
+        self.matched.append({"stamp_ns": stamp, "name": name, "latency_ms": latency_ms})
+
+    def report(self) -> dict[str, Any]:
+        names = {m["name"] for m in self.matched}
+        return {
+            "definition": "see fusionsam_model/evaluation/box_metrics.py (docs/box_evaluation.md)",
+            "label_sets": list(self.labels.label_sets),
+            "frames": {
+                "names": self.name_count,
+                "scored": len(self.matched),
+                "dropped": len(self.names) + self.evicted_names,  # a name, never a mask
+                "unnamed_masks": len(self.masks) + self.evicted_masks,
+            },
+            "missing_box_files": {k: len(names & set(v)) for k, v in self.labels.missing.items()},
+            "frames_without_box_file": sorted(set(self.without_file)),
+            **self.scores.summaries(),
+            "matched": self.matched,
+        }
+
+
+def box_summary_lines(boxes: dict[str, Any]) -> list[str]:
+    """Frames and per-class F1 (all / day / night) of a box-scored drive."""
+    f = boxes["frames"]
+
+    def f1(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"frames: {f['scored']} masks scored against boxes of {f['names']} named frames; "
+        f"{f['dropped']} dropped (no mask), {f['unnamed_masks']} masks without a name"
+    ]
+    for split in ("all", *CONDITIONS):
+        if split in boxes:
+            s = boxes[split]
+            cells = ", ".join(f"{c} {f1(v['f1'])}" for c, v in s["classes"].items())
+            lines.append(f"box F1 {split} ({s['frames']} frames): {cells}; mean {f1(s['mean_f1'])}")
+    return lines
+
+
 def summary_text(report: dict[str, Any]) -> str:
     """The few lines a person reads: frames, rate, latency, mIoU overall/day/night."""
-    f = report["frames"]
     lat = report["latency_ms"]
-    rate = report["rate_pairs_per_s"]
+    rate = report.get("rate_pairs_per_s")
 
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}"
@@ -196,8 +311,18 @@ def summary_text(report: dict[str, Any]) -> str:
     def ms(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.0f} ms"
 
+    masks_rate = report.get("rate_masks_per_s")
+    if "boxes" in report:  # scored against box labels
+        return "\n".join(
+            [
+                *box_summary_lines(report["boxes"]),
+                f"rate: {'n/a' if masks_rate is None else f'{masks_rate:.2f}'} masks/s; latency "
+                f"p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])} (mask arrival - name arrival)",
+                f"stopped: {report['stop_reason']}",
+            ]
+        )
+    f = report["frames"]
     if f["labels"] == 0 and f["predictions"] > 0:  # a label-less drive (real camera pairs)
-        masks_rate = report.get("rate_masks_per_s")
         return "\n".join(
             [
                 f"frames: {f['predictions']} masks received; the drive has no labels",
@@ -232,7 +357,40 @@ def _fusion_lines(report: dict[str, Any]) -> list[str]:
     return [f"Fused image ({fusion['frames']} frames, {fusion['kind']}): {cells}.", ""]
 
 
+def box_markdown(report: dict[str, Any]) -> str:
+    """The report of a drive scored against boxes: per-class recall / precision / F1."""
+    boxes = report["boxes"]
+    splits = {s: boxes[s] for s in ("all", *CONDITIONS) if s in boxes}
+    missing = ", ".join(f"{k} {v}" for k, v in boxes["missing_box_files"].items())
+    return "\n".join(
+        [
+            "# FusionSAM streaming evaluation against box labels",
+            "",
+            "```",
+            summary_text(report),
+            "```",
+            "",
+            f"Label sets (merged, same class IoU > 0.5 = one object): {', '.join(boxes['label_sets'])}. "
+            "Definition: docs/box_evaluation.md.",
+            f"Box files missing among the scored frames (= no objects): {missing}; frames with "
+            f"no box file in any set: {len(boxes['frames_without_box_file'])}.",
+            "",
+            "```",
+            format_box_table(splits),
+            "```",
+            "",
+            "Topics: " + ", ".join(f"{k} = `{v}`" for k, v in report["topics"].items()),
+            "",
+            *_fusion_lines(report),
+            "![latency](latency.png)",
+            "",
+        ]
+    )
+
+
 def markdown_report(report: dict[str, Any]) -> str:
+    if "boxes" in report:
+        return box_markdown(report)
     names = list(report["overall"]["iou"])
     columns = [c for c in SPLITS if c in report]
 
@@ -296,7 +454,8 @@ def write_report(report: dict[str, Any], out: Path, overlays: list[tuple[str, np
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown_report(report))
     splits = {c: report[c]["iou"] for c in SPLITS if c in report}
-    report_plots.iou_bars(splits, out / "iou.png", f"per-class IoU — {report['protocol']}")
+    if "boxes" not in report:  # box-scored drives have no IoU
+        report_plots.iou_bars(splits, out / "iou.png", f"per-class IoU — {report['protocol']}")
     report_plots.latency_histogram(
         [m["latency_ms"] for m in report["matched"]],
         out / "latency.png",
@@ -370,6 +529,7 @@ class StreamEvaluator:
         qos: str = "reliable",
         fused_topic: str | None = None,
         fused_keep: int = 32,
+        box_labels: BoxLabels | None = None,
     ) -> None:
         from rclpy.event_handler import SubscriptionEventCallbacks
         from sensor_msgs.msg import CompressedImage, Image
@@ -380,6 +540,7 @@ class StreamEvaluator:
 
         self.node = node
         self.scorer = StreamScorer(class_table)
+        self.box_scorer = BoxStreamScorer(box_labels) if box_labels is not None else None
         self.overlays = OverlayKeeper()
         self.fused = OverlayKeeper(capacity=max(1, fused_keep))  # --fused N keeps up to N
         self.fusion_meter = FusionMeter()  # fused-image-only metrics of every fused frame seen
@@ -453,10 +614,23 @@ class StreamEvaluator:
             self.node.get_logger().error(f"{self.topics['predictions']}: {exc}")
             return
         self.scorer.add_prediction(stamp_ns(msg), pixels, now)
+        if self.box_scorer is not None:
+            self.box_scorer.add_prediction(stamp_ns(msg), pixels, now)
 
     def _on_name(self, msg: Any) -> None:
-        self._touch()
+        now = self._touch()
         self.scorer.add_name(header_ns(msg), msg.frame_id)
+        if self.box_scorer is not None:
+            self.box_scorer.add_name(header_ns(msg), msg.frame_id, now)
+
+    def scored_frames(self) -> int:
+        """Frames that count towards ``--count``: scored against labels or boxes, or
+        masks received on a drive without either."""
+        if self.box_scorer is not None:
+            return len(self.box_scorer.matched)
+        if "labels" in self.topics:
+            return len(self.scorer.matched)
+        return self.scorer.prediction_count
 
     def _on_overlay(self, msg: Any) -> None:
         from .compressed_image import rgb_from_message as rgb_from_image
@@ -491,9 +665,8 @@ class StreamEvaluator:
         while rclpy.ok():
             rclpy.spin_once(self.node, timeout_sec=0.05)
             now = time.monotonic()
-            labelled = "labels" in self.topics
-            done = len(self.scorer.matched) if labelled else self.scorer.prediction_count
-            if count is not None and done >= count:
+            labelled = "labels" in self.topics or self.box_scorer is not None
+            if count is not None and self.scored_frames() >= count:
                 self._drain_images()
                 return f"count reached: {count} frames {'scored' if labelled else 'masked'}"
             if self.last_message is None:
@@ -521,6 +694,12 @@ class StreamEvaluator:
         self, stop_reason: str, out: Path, overlays: int = 0, fused: int = 0
     ) -> dict[str, Any]:
         report = self.scorer.report(stop_reason, self.topics)
+        if self.box_scorer is not None:
+            report["boxes"] = self.box_scorer.report()
+            report["latency_ms"] = latency_summary(
+                [m["latency_ms"] for m in self.box_scorer.matched], BOX_LATENCY_DEFINITION
+            )
+            report["matched"] = self.box_scorer.matched
         if self.scorer.prediction_count == 0 and self.scorer.label_count > 0:
             report["stop_reason"] += (
                 f"; no mask arrived on {self.topics['predictions']} (is the node running?)"
@@ -571,6 +750,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the drive has no labels (real camera pairs): report the mask rate, score nothing; "
         "--count then counts masks",
     )
+    parser.add_argument(
+        "--boxes",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="score the masks against box labels (YOLO folders or COCO json, merged) of the "
+        "sample names on --names, instead of a label topic",
+    )
+    parser.add_argument(
+        "--box-map",
+        default=MSRS_BOX_MAP,
+        help=f"box class = class-table class, comma-separated (default {MSRS_BOX_MAP})",
+    )
     parser.add_argument("--fused-topic", default=FUSED_TOPIC)
     parser.add_argument(
         "--fused",
@@ -601,6 +793,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.count is not None and args.count <= 0:
         print(f"fusionsam-evaluate: error: --count must be > 0, got {args.count}", file=sys.stderr)
         return 2
+    box_labels = None
+    if args.boxes:
+        from fusionsam_model.data.datasets import DatasetError
+
+        try:  # every box file is checked now: a malformed line stops here, named
+            box_labels = load_streamed_box_labels(args.boxes, args.box_map, class_table)
+        except (DatasetError, ValueError) as exc:
+            print(f"fusionsam-evaluate: error: --boxes: {exc}", file=sys.stderr)
+            return 2
     try:  # the report is written at the end: find out now that it can be
         ensure_writable_dir(args.out)
     except OSError as exc:
@@ -614,15 +815,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluator = StreamEvaluator(
         node,
         class_table,
-        labels_topic=None if args.no_labels else args.labels,
+        labels_topic=None if args.no_labels or args.boxes else args.labels,
         pred_topic=args.pred,
         names_topic=args.names,
         overlay_topic=args.overlay_topic if args.overlays > 0 else None,
         qos=args.qos,
         fused_topic=args.fused_topic if args.fused > 0 else None,
         fused_keep=args.fused,
+        box_labels=box_labels,
     )
     against = "no labels (rate only)" if args.no_labels else args.labels
+    if box_labels is not None:
+        against = f"box labels {', '.join(box_labels.label_sets)} by name on {args.names}"
     print(f"evaluating {args.pred} against {against} ({class_table.name}); waiting for frames")
     from rclpy.executors import ExternalShutdownException
 
@@ -636,6 +840,8 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.shutdown()
     print(summary_text(report))
     print(f"wrote {Path(args.out) / 'report.json'}, report.md and plots")
+    if box_labels is not None:
+        return 0 if report["boxes"]["frames"]["scored"] > 0 else 1
     if args.no_labels:
         return 0 if report["frames"]["predictions"] > 0 else 1
     return 0 if report["frames"]["matched"] > 0 else 1

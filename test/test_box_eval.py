@@ -468,3 +468,71 @@ def test_cli_needs_data_or_boxes():
         [sys.executable, "-m", "training.evaluate"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "either --data" in proc.stderr
+
+
+# ---------------------------------------------------------------- streamed evaluation
+
+
+def test_streamed_scorer_matches_masks_to_names_and_equals_offline_scores(tmp_path):
+    from fusionsam_model.data.box_datasets import load_streamed_box_labels
+    from fusionsam_ros.stream_evaluator import BoxStreamScorer, summary_text
+
+    names = ["00001D", "00002N", "00003N", "00004D"]
+    a = write_set(tmp_path / "a", {"00001D": "0 0.5 0.5 0.5 0.5\n", "00002N": "2 0.3 0.3 0.4 0.4\n",
+                                   "00004D": "1 0.6 0.6 0.5 0.5\n"})  # fmt: skip
+    labels = load_streamed_box_labels([a])
+    assert sorted(labels.boxes) == ["00001D", "00002N", "00004D"]  # 00003N: no file anywhere
+    rng = np.random.default_rng(5)
+    masks = {n: rng.choice([0, CAR, PERSON, BIKE], size=(24, 32)).astype(np.uint8) for n in names}
+    scorer = BoxStreamScorer(labels)
+    # mask before name, name before mask, and a mask whose name never comes
+    scorer.add_prediction(10, masks["00001D"], arrival=1.0)
+    scorer.add_name(10, "00001D", arrival=0.9)
+    scorer.add_name(20, "00002N", arrival=2.0)
+    scorer.add_prediction(20, masks["00002N"], arrival=2.05)
+    scorer.add_name(30, "00003N", arrival=3.0)
+    scorer.add_prediction(30, masks["00003N"], arrival=3.2)
+    scorer.add_name(40, "00004D", arrival=4.0)  # dropped: no mask
+    scorer.add_prediction(50, masks["00004D"], arrival=5.0)  # no name
+    report = scorer.report()
+    assert report["frames"] == {"names": 4, "scored": 3, "dropped": 1, "unnamed_masks": 1}
+    assert report["frames_without_box_file"] == ["00003N"]
+    assert [m["name"] for m in report["matched"]] == ["00001D", "00002N", "00003N"]
+    assert [m["latency_ms"] for m in report["matched"]] == pytest.approx([100.0, 50.0, 200.0])
+    offline = BoxScores(MFNET)
+    frames = []
+    for n in names[:3]:
+        boxes = labels.pixels(n, 24, 32) if n in labels.boxes else np.zeros((0, 5))
+        offline.add(n, masks[n], boxes)
+        frames.append((masks[n], boxes))
+    for split in ("all", "day", "night"):
+        assert report[split] == offline.summary(split)
+    assert_summary_equals(report["all"], plain_counts(frames))
+    text = summary_text({"boxes": report, "latency_ms": {"p50": 100.0, "p99": 200.0},
+                         "stop_reason": "count reached"})  # fmt: skip
+    assert "3 masks scored against boxes of 4 named frames; 1 dropped" in text
+    assert f"mean {report['all']['mean_f1']:.3f}" in text
+
+
+def test_make_bag_writes_folder_pairs_with_names_and_no_label_topic(tmp_path):
+    from rosbags.rosbag2 import Reader
+
+    from fusionsam_ros.bag_writer import main as make_bag
+    from fusionsam_ros.bag_writer import typestore
+
+    names = ["00001D", "00002D", "00003D", "00004N", "00005N", "00006N"]
+    root = make_pairs(tmp_path, names)
+    bag = tmp_path / "bag"
+    assert make_bag(["--data", str(root), "--layout", "pairs", "--names", "holdout",
+                     "--out", str(bag)]) == 0  # fmt: skip
+    with Reader(bag) as reader:
+        topics = {c.topic for c in reader.connections}
+        got = [
+            typestore().deserialize_cdr(raw, c.msgtype).frame_id
+            for c, _, raw in reader.messages()
+            if c.topic == "label/name"
+        ]
+    assert topics == {"rgb/image", "thermal/image", "label/name"}
+    assert got == ["00003D", "00006N"]  # the last third of the day and of the night names
+    assert make_bag(["--data", str(root), "--layout", "pairs", "--names", "nofile.txt",
+                     "--out", str(tmp_path / "bag2")]) == 2  # fmt: skip

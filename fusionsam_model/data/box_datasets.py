@@ -20,6 +20,7 @@ import numpy as np
 
 from fusionsam_model.data.boxes import (
     LabelSet,
+    label_set_names,
     map_classes,
     merge_label_sets,
     parse_box_map,
@@ -146,6 +147,18 @@ class BoxLabels:
             class_table,
             tuple(class_table.names[i] for i in sorted(set(ids.values()))),
         )
+
+
+def load_streamed_box_labels(
+    sources: Sequence[str | Path],
+    mapping: str | Mapping[str, str] = MSRS_BOX_MAP,
+    class_table: ClassTable = MFNET,
+) -> BoxLabels:
+    """``BoxLabels`` of every name any label set has a file for: a reader that learns the
+    names only as frames arrive (the streamed evaluator) checks all files up front and
+    treats a name outside these as a frame without objects."""
+    names = sorted({n for s in sources for n in label_set_names(s)})
+    return BoxLabels.load(sources, names, mapping, class_table)
 
 
 class BoxDataset:

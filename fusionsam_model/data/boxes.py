@@ -198,19 +198,41 @@ def read_coco_json(path: str | Path, names: Iterable[str]) -> LabelSet:
     return labels
 
 
-def read_label_set(source: str | Path, names: Iterable[str]) -> LabelSet:
-    """A YOLO folder or a COCO ``.json`` file (a folder holding exactly one json and no txt
-    counts as that json)."""
+def resolve_source(source: str | Path) -> Path:
+    """A folder holding exactly one json and no txt stands for that COCO file."""
     source = Path(source)
     if source.is_dir() and not any(source.glob("*.txt")):
         jsons = sorted(source.glob("*.json"))
         if len(jsons) == 1:
-            source = jsons[0]
+            return jsons[0]
+    return source
+
+
+def read_label_set(source: str | Path, names: Iterable[str]) -> LabelSet:
+    """A YOLO folder or a COCO ``.json`` file (a folder holding exactly one json and no txt
+    counts as that json)."""
+    source = resolve_source(source)
     if source.suffix.lower() == ".json":
         if not source.is_file():
             raise BoxLabelError(f"COCO file {source} does not exist")
         return read_coco_json(source, names)
     return read_yolo_dir(source, names)
+
+
+def label_set_names(source: str | Path) -> list[str]:
+    """The image names a label set has labels for (YOLO: the txt stems, the class file
+    left out; COCO: the image file stems), sorted. For readers that learn the names only
+    as frames arrive (the streamed evaluator)."""
+    source = resolve_source(source)
+    if source.suffix.lower() == ".json":
+        try:
+            images = json.loads(source.read_text())["images"]
+            return sorted({Path(im["file_name"]).stem for im in images})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BoxLabelError(f"{source}: not a COCO detection file: {exc}") from None
+    if not source.is_dir():
+        raise BoxLabelError(f"box label folder {source} does not exist")
+    return sorted(p.stem for p in source.glob("*.txt") if p.name not in CLASS_FILES)
 
 
 def parse_box_map(

@@ -235,7 +235,7 @@ def format_comparison(variants: dict[str, dict[str, dict[str, Any]]]) -> str:
     width = max(len(v) for v in variants) + 1
     block = 7 * len(names)
     top = f"{'F1':<{width}}" + "".join(f"  {s:<{block - 2}}" for s in splits)
-    lines = [top, " " * width + "".join(f"{c:>7}" for _ in splits for c in names)]
+    lines = [top.rstrip(), " " * width + "".join(f"{c:>7}" for _ in splits for c in names)]
     for name, summaries in variants.items():
         cells = []
         for s in splits:
