@@ -34,10 +34,13 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
 
+from fusionsam_model.runtime.registration import RegistrationError
+
 from . import compressed_image
 from . import image_conversion as conv
 from .cli_overrides import as_parameters, command_line_overrides
 from .diagnostics import PipelineStats, diagnostic_array
+from .label_info import LabelInfoPublisher
 from .latest_pair import LatestPairMailbox
 from .params import (
     DEFAULTS,
@@ -133,6 +136,12 @@ def apply_thermal_range(segmenter: Any, params: NodeParams) -> None:
         segmenter.thermal_range = params.thermal_range
 
 
+def apply_registration(segmenter: Any, params: NodeParams) -> None:
+    """thermal_homography: the Segmenter warps each thermal frame into the RGB frame
+    (set after the start-up test inference, whose 80x64 probe it need not fit)."""
+    segmenter.thermal_homography = list(params.thermal_homography) or None
+
+
 def palette_lut(palette: np.ndarray) -> np.ndarray:
     """(C, 3) uint8 palette -> (1, 256, 3) cv2 lookup table (ids >= C are black)."""
     lut = np.zeros((1, 256, 3), np.uint8)
@@ -208,6 +217,7 @@ class FusionSAMPipeline:
     def _load_model(self) -> None:
         """Load and check the model (ModelLoadError names the file and why)."""
         self.segmenter, self.checkpoint_path = load_segmenter(self.params)
+        apply_registration(self.segmenter, self.params)
         self.class_table = self.segmenter.class_table
         self._palette_lut = palette_lut(self.class_table.palette_array())
 
@@ -247,6 +257,9 @@ class FusionSAMPipeline:
         self._update_publishers()
         if not hasattr(self, "diagnostics_pub"):  # kept across deactivate/activate
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if not hasattr(self, "label_info_pub"):  # latched class table, sent on each activation
+            self.label_info_pub = LabelInfoPublisher(self)
+        self.label_info_pub.publish(self.class_table.names)
         self._io.append(self.create_timer(p.diagnostics_period_s, self._publish_diagnostics))
 
         self._worker = threading.Thread(
@@ -310,6 +323,7 @@ class FusionSAMPipeline:
         self.params = new
         if self.segmenter is not None:
             apply_thermal_range(self.segmenter, new)
+            apply_registration(self.segmenter, new)
         self.pairer.set_slop(new.sync_slop_s)
         if hasattr(self, "_pub_qos"):
             self._update_publishers()
@@ -366,6 +380,8 @@ class FusionSAMPipeline:
                 self.process_pair(*pair)
             except conv.ImageError as exc:
                 self._report_error(exc.kind, str(exc))
+            except RegistrationError as exc:  # the homography does not fit these sizes
+                self._report_error("registration", str(exc))
             except Exception as exc:  # the node keeps serving the next pair
                 if not rclpy.ok(context=self.context):
                     return
@@ -379,7 +395,7 @@ class FusionSAMPipeline:
         t0 = time.perf_counter()
         rgb = compressed_image.rgb_from_message(rgb_msg)
         thermal = compressed_image.thermal_from_message(thermal_msg)
-        if thermal.shape[:2] != rgb.shape[:2]:
+        if thermal.shape[:2] != rgb.shape[:2] and self.segmenter.registration is None:
             if not self._resize_logged:
                 self._resize_logged = True
                 self.get_logger().info(
@@ -463,6 +479,11 @@ class FusionSAMPipeline:
             "conversion_impl": conv.CONVERSION_IMPL,
             "parameters": results_summary(p),  # effective values, live changes included
         }
+        # share of the last frame's RGB pixels the thermal camera does not see (filled with
+        # the neutral value); 0 without thermal_homography (the thermal image covers all)
+        registration = self.segmenter.registration
+        uncovered = 0.0 if registration is None else registration.uncovered_share
+        info["thermal_uncovered_share"] = "n/a" if uncovered is None else f"{uncovered:.4f}"
         array = diagnostic_array(
             self.get_clock().now().to_msg(),
             DIAGNOSTIC_NAME,

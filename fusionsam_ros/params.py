@@ -12,6 +12,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fusionsam_model.runtime.registration import HomographyError, parse_homography
+
 from .qos import RELIABLE, SENSOR_DATA
 from .topics import RGB_TOPIC, THERMAL_TOPIC
 
@@ -74,6 +76,14 @@ PARAMETERS: tuple[Param, ...] = (
     ),
     Param("thermal_auto_gain", [1.0, 99.0], "percentiles [low, high] of the auto gain"),
     Param("class_table", "", "'' = the checkpoint's; mfnet | fmb (must agree with the checkpoint)"),
+    Param(
+        "thermal_homography",
+        [],
+        "9 floats, row-major 3x3 homography mapping a thermal pixel (u, v, 1) to RGB pixel "
+        "coordinates: the thermal image is warped into the RGB frame (fusionsam-calibrate "
+        "estimates it); [] = already registered (another size is resized)",
+        dynamic_typing=True,  # [] has no element type; integer lists are accepted too
+    ),
     Param("sync_slop_s", 0.05, "largest RGB/thermal stamp difference paired, seconds"),
     Param("sync_queue_size", 10, "messages per stream the synchroniser keeps waiting"),
     Param("qos", "sensor_data", "input subscription QoS: sensor_data (best effort) | reliable"),
@@ -98,6 +108,7 @@ LIVE_PARAMETERS = frozenset(
         "thermal_range",
         "thermal_auto_gain",
         "sync_slop_s",
+        "thermal_homography",
     }
 )
 
@@ -122,6 +133,7 @@ class NodeParams:
     thermal_range: str | tuple[float, float]  # "checkpoint", "auto" or (lo, hi)
     thermal_auto_gain: tuple[float, float]
     class_table: str
+    thermal_homography: tuple[float, ...]  # 9 values (h33 = 1) or () = already registered
     sync_slop_s: float
     sync_queue_size: int
     qos: str
@@ -164,6 +176,16 @@ def _pair(name: str, value: Any) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ParameterError(name, f"needs finite low < high, got [{lo}, {hi}]")
     return lo, hi
+
+
+def _homography(values: dict, name: str) -> tuple[float, ...]:
+    """9 finite numbers, invertible, able to overlap the RGB frame; () when empty. The
+    exact frame test needs the image sizes: the node makes it on the first pair."""
+    try:
+        h = parse_homography(values[name])
+    except HomographyError as exc:
+        raise ParameterError(name, str(exc)) from None
+    return () if h is None else tuple(float(v) for v in h.reshape(-1))
 
 
 def _topic(values: dict, name: str) -> str:
@@ -216,6 +238,7 @@ def validate(overrides: dict[str, Any] | None = None) -> NodeParams:
         thermal_range=thermal_range,
         thermal_auto_gain=gain,
         class_table=_choice(values, "class_table", CLASS_TABLE_CHOICES),
+        thermal_homography=_homography(values, "thermal_homography"),
         sync_slop_s=float(_number(values, "sync_slop_s", 0.0, 10.0)),
         sync_queue_size=_number(values, "sync_queue_size", 1, 1000, integer=True),
         qos=_choice(values, "qos", QOS_CHOICES),
@@ -246,8 +269,9 @@ def results_summary(p: NodeParams) -> str:
     if thermal == "auto":
         thermal = f"auto {list(p.thermal_auto_gain)}"
     outputs = [k for k in ("semantic", "color", "overlay", "fused") if getattr(p, f"publish_{k}")]
+    registration = "homography" if p.thermal_homography else "none"
     return (
-        f"thermal_range={thermal}, sync_slop_s={p.sync_slop_s}, "
+        f"thermal_range={thermal}, registration={registration}, sync_slop_s={p.sync_slop_s}, "
         f"overlay_alpha={p.overlay_alpha}, class_table={p.class_table or 'checkpoint'}, "
         f"cpu_threads={p.cpu_threads}, qos={p.qos}, publish={'+'.join(outputs) or 'none'}"
     )
@@ -272,4 +296,6 @@ def declare_and_read(node: Any) -> NodeParams:
         values["thermal_range"], "tolist"
     ):
         values["thermal_range"] = list(values["thermal_range"])
+    homography = values["thermal_homography"]  # None when a params file gives []
+    values["thermal_homography"] = [] if homography is None else homography
     return validate(values)
