@@ -19,7 +19,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        # the launch files and the helper they import from beside them (launch/_fusionsam_node.py)
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py") + ["launch/_fusionsam_node.py"]),
         (
             f"share/{PACKAGE}/config",
             glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz"),

@@ -10,6 +10,8 @@ evaluator has written its report.
 from __future__ import annotations
 
 import shlex
+import sys
+from pathlib import Path
 
 from launch.actions import (
     DeclareLaunchArgument,
@@ -20,11 +22,15 @@ from launch.actions import (
 )
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events import Shutdown
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from fusionsam_ros.paths import fastdds_profile_file
 from launch import LaunchDescription
+
+HERE = str(Path(__file__).resolve().parent)  # loaded by path: _fusionsam_node.py is beside it
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from _fusionsam_node import fastdds_profile, fusionsam_node  # noqa: E402
 
 ARGUMENTS = (
     ("bag", "", "rosbag2 directory to replay"),
@@ -58,12 +64,7 @@ def _pipeline(context, *args, **kwargs) -> list:
     node_params = ["qos:=reliable", *shlex.split(arg("node_params"))]
     if arg("checkpoint"):
         node_params.insert(0, f"checkpoint:={arg('checkpoint')}")
-    node = Node(
-        package="fusionsam_ros",
-        executable="fusionsam_node",
-        ros_arguments=[a for p in node_params for a in ("-p", p)],
-        output="screen",
-    )
+    node = fusionsam_node(ros_arguments=[a for p in node_params for a in ("-p", p)])
     evaluator = Node(
         package="fusionsam_ros",
         executable="fusionsam-evaluate",
@@ -100,12 +101,7 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             *(DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in ARGUMENTS),
-            SetEnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE",
-                EnvironmentVariable(
-                    "FASTDDS_DEFAULT_PROFILES_FILE", default_value=str(fastdds_profile_file())
-                ),
-            ),
+            fastdds_profile(),
             SetEnvironmentVariable("PYTHONUNBUFFERED", "1"),  # the "ready" lines gate the steps
             OpaqueFunction(function=_pipeline),
         ]

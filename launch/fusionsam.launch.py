@@ -9,41 +9,39 @@ here. Runs under the camera-sized Fast DDS profile; RViz optional.
 
 from __future__ import annotations
 
-from launch.actions import (
-    EmitEvent,
-    OpaqueFunction,
-    RegisterEventHandler,
-    SetEnvironmentVariable,
-)
+import sys
+from pathlib import Path
+
+from launch.actions import EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 from fusionsam_ros.launch_args import declare_arguments, is_true, node_ros_arguments, params_file
-from fusionsam_ros.paths import config_file, fastdds_profile_file
+from fusionsam_ros.paths import config_file
 from launch import LaunchDescription
 
+HERE = str(Path(__file__).resolve().parent)  # loaded by path: _fusionsam_node.py is beside it
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from _fusionsam_node import fastdds_profile, fusionsam_node  # noqa: E402
 
-def _fusionsam_node(context, *args, **kwargs) -> list:
+
+def _node_actions(context, *args, **kwargs) -> list:
     """The node (plain or managed) with the parameter arguments that were given."""
-    common = dict(
-        package="fusionsam_ros",
-        executable="fusionsam_node",
-        name="fusionsam_node",
+    lifecycle = is_true(context, "lifecycle")
+    node = fusionsam_node(
+        lifecycle=lifecycle,
         namespace=LaunchConfiguration("namespace"),
         parameters=[params_file(context), {"use_sim_time": is_true(context, "use_sim_time")}],
         ros_arguments=node_ros_arguments(context),
-        output="screen",
         emulate_tty=True,
     )
-    if not is_true(context, "lifecycle"):
-        return [Node(**common)]
-    node = LifecycleNode(arguments=["--lifecycle"], **common)
-    if not is_true(context, "autostart"):
+    if not lifecycle or not is_true(context, "autostart"):
         return [node]
     activate = RegisterEventHandler(
         OnStateTransition(
@@ -72,14 +70,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             *declare_arguments(),
-            # Camera-sized SHM segment and UDP buffers (a user's own profile wins).
-            SetEnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE",
-                EnvironmentVariable(
-                    "FASTDDS_DEFAULT_PROFILES_FILE", default_value=str(fastdds_profile_file())
-                ),
-            ),
-            OpaqueFunction(function=_fusionsam_node),
+            fastdds_profile(),  # camera-sized SHM and UDP buffers (a user's own profile wins)
+            OpaqueFunction(function=_node_actions),
             Node(
                 package="rviz2",
                 executable="rviz2",

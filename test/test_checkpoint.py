@@ -11,12 +11,12 @@ from segment_anything.build_sam import _build_sam
 from fusionsam_model.data.classes import FMB, MFNET
 from fusionsam_model.modeling.config import build_config
 from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.modeling.sam_weights import load_sam_weights
 from fusionsam_model.runtime.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     compact_checkpoint,
     load_checkpoint,
-    load_sam_weights,
     save_checkpoint,
     weights_digest,
 )

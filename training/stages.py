@@ -4,19 +4,22 @@ Stage ``lstg`` pre-trains the per-modality VQ autoencoders (L1 + codebook/commit
 perceptual + hinge PatchGAN with delayed start and adaptive weight); stage ``seg``
 trains FMP, heads, prompt encoder and mask decoder (and the image encoder unless
 frozen) on CE + Dice + presence BCE + fusion intensity/gradient + fusion-mask BCE.
-The functions take the ``Trainer`` (model, optimisers, options, run state); the epoch
-loop, validation and checkpoints stay in ``training.train``.
+The functions take a ``StageHost``: what they need of the run (model, options, data, run
+state; ``setup_stage`` sets its optimisers, wrappers and scaler). ``training.train.Trainer``
+is one; the epoch loop, validation and checkpoints stay there. This module does not import
+``training.train`` (only train imports stages: no import cycle).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from fusionsam_model.modeling.config import ModelConfig
 from fusionsam_model.modeling.discriminator import (
     adaptive_adversarial_weight,
     hinge_d_loss,
@@ -27,9 +30,9 @@ from training import losses as L
 from training.box_losses import box_losses
 from training.distributed import DistInfo
 from training.optim import autocast, make_optimizer, step_with_scaler
-
-if TYPE_CHECKING:
-    from training.train import Trainer
+from training.options import RunOptions
+from training.run_data import RunData
+from training.run_state import RunState
 
 log = logging.getLogger("training.train")
 
@@ -52,6 +55,36 @@ class LSTGPair(nn.Module):
         return {k: stem(inputs[k]) for k, stem in self.stems.items()}
 
 
+class StageHost(Protocol):
+    """What the stage functions read and set on the run (``training.train.Trainer``)."""
+
+    opts: RunOptions
+    info: DistInfo
+    model: FusionSAM
+    model_config: ModelConfig
+    data: RunData
+    state: RunState
+    discriminators: nn.ModuleDict
+    perceptual: nn.Module
+    precision: str
+    # set by setup_stage
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    scaler: torch.amp.GradScaler
+    lstg: LSTGPair  # stage lstg: the autoencoders (gen: their DDP wrapper, disc: the PatchGANs)
+    gen: nn.Module
+    disc: nn.ModuleDict | None
+    net: nn.Module  # stage seg: the model's DDP wrapper
+
+    @property
+    def frozen_front(self) -> bool: ...
+
+    @property
+    def lstg_trains_in_seg(self) -> bool: ...
+
+    def steps_per_epoch(self) -> int: ...
+
+
 def wrap_ddp(module: nn.Module, info: DistInfo) -> nn.Module:
     """DDP around ``module`` in a distributed run; the module itself otherwise."""
     if not info.distributed:
@@ -70,7 +103,7 @@ def average_grads(module: nn.Module, info: DistInfo) -> None:
             p.grad /= info.world_size
 
 
-def setup_stage(tr: Trainer, stage: str) -> None:
+def setup_stage(tr: StageHost, stage: str) -> None:
     """Freeze what the stage does not train, build its optimizers, DDP wrappers, scaler."""
     so = tr.opts.stage(stage)
     total = max(1, so.epochs * tr.steps_per_epoch())
@@ -118,7 +151,7 @@ def setup_stage(tr: Trainer, stage: str) -> None:
     )
 
 
-def set_modes(tr: Trainer, stage: str) -> None:
+def set_modes(tr: StageHost, stage: str) -> None:
     """train() mode, but eval() for the frozen parts (no EMA codebook updates in them)."""
     tr.model.train()
     if stage == "seg":
@@ -136,7 +169,7 @@ def set_modes(tr: Trainer, stage: str) -> None:
         tr.discriminators.train()
 
 
-def lstg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+def lstg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """One generator step (and, once the PatchGAN is on, one discriminator step)."""
     lw = tr.opts.loss
     batch = tr.data.with_unlabelled(batch, tr.state)  # reconstruction needs no labels
@@ -198,7 +231,7 @@ def lstg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     return stats
 
 
-def seg_step(tr: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """One segmentation step: labelled pairs' losses plus the label-free fusion losses."""
     lw = tr.opts.loss
     opt = tr.optimizers["seg"]

@@ -31,10 +31,8 @@ from fusionsam_model.data.classes import ClassTable, get_class_table
 from fusionsam_model.modeling.config import build_config
 from fusionsam_model.modeling.discriminator import PatchDiscriminator
 from fusionsam_model.modeling.model import FusionSAM
-from fusionsam_model.runtime.checkpoint import (
-    load_sam_weights,
-    save_checkpoint,
-)
+from fusionsam_model.modeling.sam_weights import load_sam_weights
+from fusionsam_model.runtime.checkpoint import save_checkpoint
 from training import losses as L
 from training import stages
 from training.distributed import (
@@ -62,7 +60,16 @@ log = logging.getLogger("training.train")
 
 
 class Trainer:
-    """Owns model, data, optimizers and checkpoints of one run (one process of a DDP job)."""
+    """Owns model, data, optimizers and checkpoints of one run (one process of a DDP job).
+
+    The stage functions take it as a ``stages.StageHost``."""
+
+    # set by stages.setup_stage for the stage being trained
+    scaler: torch.amp.GradScaler
+    lstg: stages.LSTGPair
+    gen: nn.Module
+    disc: nn.ModuleDict | None
+    net: nn.Module
 
     def __init__(self, cfg: dict[str, Any], info: DistInfo) -> None:
         self.cfg = cfg  # the serialised form (config.json, resume state)

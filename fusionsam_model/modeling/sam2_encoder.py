@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from fusionsam_model.modeling.config import ModelConfig
+from fusionsam_model.modeling.sam_weights import LoadReport, load_sam_weights
+from fusionsam_model.modeling.weights_file import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -162,15 +164,13 @@ def sam2_state_in_sam_layout(official: dict[str, Any]) -> tuple[dict[str, torch.
     return mapped, sorted(unused)
 
 
-def load_sam2_weights(model: nn.Module, source: str | Path | dict[str, Any]):
+def load_sam2_weights(model: nn.Module, source: str | Path | dict[str, Any]) -> LoadReport:
     """Load an official SAM2 / SAM2.1 checkpoint into a model built with a SAM2 encoder.
 
     Trunk, neck, ``no_mem_embed``, prompt encoder and the shared mask-decoder modules are
     copied; the 4 official mask tokens / hypernetwork MLPs are tiled over C classes; SAM2's
     high-res convs, object-score head, IoU head and all video-memory modules are dropped.
-    Returns ``checkpoint.LoadReport`` (loaded / adapted / dropped / random)."""
-    from fusionsam_model.runtime.checkpoint import CheckpointError, load_sam_weights
-
+    Returns ``sam_weights.LoadReport`` (loaded / adapted / dropped / random)."""
     if getattr(model.config, "image_encoder", "sam") == "sam":
         raise CheckpointError(
             "a SAM2 checkpoint needs a model with model.image_encoder=sam2_hiera_* "

@@ -89,3 +89,22 @@ def test_fastdds_profile_is_camera_sized_and_default():
     assert int(udp.find("d:receiveBufferSize", ns).text) == 4 * 1024 * 1024
     participant = root.find(".//d:participant", ns)
     assert participant.get("is_default_profile") == "true"
+
+
+def test_setup_installs_every_launch_file_and_their_shared_helper(monkeypatch):
+    """The launch files import launch/_fusionsam_node.py from beside them: colcon / pip
+    must put it in share/fusionsam_ros/launch with them."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: captured.update(kw))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"))
+    installed = dict(captured["data_files"])["share/fusionsam_ros/launch"]
+    assert sorted(installed) == sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "launch").glob("*.py")
+    )
+    for name in ("fusionsam.launch.py", "demo.launch.py"):
+        assert "from _fusionsam_node import" in (ROOT / "launch" / name).read_text()
