@@ -15,6 +15,9 @@ improves; ``Segmenter.from_checkpoint`` loads either directly.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+
+# isort: split
 import argparse
 import json
 import logging
