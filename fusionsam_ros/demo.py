@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     if not checkpoint.is_file():
         print(
             f"demo: model checkpoint not found: {checkpoint}\n"
-            "  the bundled model is made by training/train.py (see README); "
+            "  the bundled model is made by training/train.py (see docs/results.md); "
             "or pass --checkpoint PATH",
             file=sys.stderr,
         )

@@ -3,7 +3,7 @@
 One argument per parameter, default "" = keep the params file's value; a value given is
 passed as ``-p name:=value`` (the node's command-line overrides win over the params file
 whatever the type, see ``cli_overrides``), plus the launch-level arguments below. Used by
-``launch/fusionsam.launch.py`` and ``launch/demo.launch.py``; the README's table is
+``launch/fusionsam.launch.py`` and ``launch/demo.launch.py``; docs/node.md's table is
 checked against ``launch_arguments()`` by a test.
 """
 
@@ -74,7 +74,7 @@ def is_true(context: Any, name: str) -> bool:
 
 
 def markdown_table() -> str:
-    """The README's launch-argument table (a test checks the README holds exactly this)."""
+    """docs/node.md's launch-argument table (a test checks docs/node.md holds exactly this)."""
     rows = ["| argument | default | meaning |", "|---|---|---|"]
     for name, default, description in launch_arguments():
         shown = "params file" if name in NAMES else f"`{default}`" if default else '`""`'

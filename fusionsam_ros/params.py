@@ -1,7 +1,7 @@
 """The node's parameters: names, defaults, descriptions and start-up validation.
 
 ``PARAMETERS`` is the single list the node declares, ``config/fusionsam.yaml`` mirrors
-and the README documents. ``validate`` is plain Python (no rclpy) so it is unit-tested
+and docs/node.md documents. ``validate`` is plain Python (no rclpy) so it is unit-tested
 directly; it raises ``ParameterError`` naming the bad parameter.
 """
 

@@ -2,7 +2,7 @@
 
 The node, the bag tools, the evaluator, the demo and the tests all take their names from
 here, so a rename is one edit. Names are relative (no leading ``/``) so that a namespace
-or a remap applies. They must match README.md, config/fusionsam.yaml and the RViz config.
+or a remap applies. They must match README.md (Topics), config/fusionsam.yaml and the RViz config.
 """
 
 from __future__ import annotations

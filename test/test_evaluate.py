@@ -84,17 +84,17 @@ def test_bundled_model_beats_the_floor_on_unseen_scenes(fresh_split, capsys):
 
 
 @needs_bundled
-def test_evaluate_reproduces_the_readme_figure(fresh_split):
-    """The README's quick-reproduction line is what evaluate.py prints on that split."""
+def test_evaluate_reproduces_the_results_doc_figure(fresh_split):
+    """docs/results.md's quick-reproduction line is what evaluate.py prints on that split."""
     import re
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    results = (Path(__file__).resolve().parent.parent / "docs" / "results.md").read_text()
     claim = re.search(
         r"bundled model on the seed-7 test split \(8 pairs\): "
         r"mIoU ([\d.]+), day ([\d.]+), night ([\d.]+)",
-        readme,
+        results,
     )
-    assert claim, "README lost its seed-7 reproduction line"
+    assert claim, "docs/results.md lost its seed-7 reproduction line"
     result = evaluate(
         Segmenter.from_checkpoint(BUNDLED_CHECKPOINT), open_dataset(fresh_split, "test")
     )

@@ -106,3 +106,18 @@ def test_quick_recipe_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "stage1" / "last.pt").is_file()
     text = (tmp_path / "tables.md").read_text()
     assert "| FusionSAM tiny, synthetic | measured |" in text
+
+
+def test_results_doc_holds_the_block_the_generator_writes(tmp_path: Path) -> None:
+    """`--doc` (default docs/results.md; `--readme` is the old name) replaces only the block."""
+    root = Path(__file__).resolve().parent.parent
+    results = (root / tables.DEFAULT_DOC).read_text()
+    assert tables.DOC_BEGIN in results and tables.DOC_END in results
+    parser = tables.build_parser()
+    assert parser.parse_args(["render", "--doc"]).doc == tables.DEFAULT_DOC
+    assert parser.parse_args(["render", "--readme", "x.md"]).doc == "x.md"
+    assert parser.parse_args(["render"]).doc is None
+    doc = tmp_path / "results.md"
+    doc.write_text(f"head\n{tables.DOC_BEGIN}\nold\n{tables.DOC_END}\ntail\n")
+    tables.write_into_doc(doc, "#### new table\n")
+    assert doc.read_text() == f"head\n{tables.DOC_BEGIN}\n#### new table\n{tables.DOC_END}\ntail\n"

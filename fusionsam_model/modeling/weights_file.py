@@ -27,7 +27,7 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if not path.exists():
         raise CheckpointError(
             f"checkpoint not found: {path}. Train one with `python -m training.train` "
-            "(see README), pass the path of an existing .pt file, or use "
+            "(see docs/training.md), pass the path of an existing .pt file, or use "
             "Segmenter.from_preset(...) for an untrained model."
         )
     if path.is_dir():

@@ -62,7 +62,7 @@ def auto_backend(
 ) -> tuple[str, str | Path | None]:
     """``backend="auto"``: onnxruntime on a CPU when this model is already exported (given
     ``export_dir`` or a valid cached export of the same weights), since it measured 1.43x
-    faster than torch there (README, speed); torch otherwise (no export is made here: the
+    faster than torch there (docs/results.md, Speed); torch otherwise (no export is made here: the
     first export takes minutes)."""
     if str(device) != "cpu" or precision != "fp32":
         return "torch", None

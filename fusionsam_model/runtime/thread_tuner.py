@@ -2,7 +2,7 @@
 
 Which thread count is fastest depends on what else runs on the cores, and that changes
 while a vehicle drives: on an idle 2-core machine 2 threads are ~1.4x faster than 1,
-with one busy process beside they are up to 10-20 % slower (README, speed). A fixed
+with one busy process beside they are up to 10-20 % slower (docs/results.md, Speed). A fixed
 choice is wrong half the time, so the tuner keeps a short window of call times per
 candidate count, uses the one with the lowest median, and re-measures the others for
 a few calls every ``probe_every`` calls, so it follows the load as it changes.

@@ -1,7 +1,7 @@
 """Launch arguments, RViz layout and Fast DDS profile, checked without starting processes.
 
 The launch file itself runs for real in test_ros_tools.py (ros2 launch); here: its
-arguments are generated from the parameter table, the README's table is that table, and
+arguments are generated from the parameter table, docs/node.md's table is that table, and
 the LaunchDescription builds with the real launch_ros (skipped where it is not installed).
 RViz cannot run on our machines: config/fusionsam.rviz is checked statically.
 """
@@ -34,9 +34,9 @@ def test_one_launch_argument_per_parameter_plus_the_launch_level_ones():
     assert all(defaults[p.name] == "" for p in PARAMETERS)  # keep the params file's value
 
 
-def test_readme_launch_argument_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    assert markdown_table() in readme
+def test_node_doc_launch_argument_table_is_the_generated_one():
+    node_doc = (ROOT / "docs" / "node.md").read_text()
+    assert markdown_table() in node_doc
 
 
 def test_launch_description_declares_the_generated_arguments():
