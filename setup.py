@@ -44,6 +44,7 @@ setup(
             "fusionsam-play = fusionsam_ros.bag_player:main",
             "fusionsam-evaluate = fusionsam_ros.stream_evaluator:main",
             "fusionsam-fusion-eval = fusionsam_model.evaluation.fusion_benchmark:main",
+            "fusionsam-calibrate = fusionsam_model.calibration.cli:main",
         ],
     },
 )

@@ -292,13 +292,33 @@ def read_params_file(path: Path) -> Any:
     for section in (doc or {}).values() if isinstance(doc, dict) else []:
         params = section.get("ros__parameters") if isinstance(section, dict) else None
         if isinstance(params, dict) and PARAMETER in params:
-            return params[PARAMETER]
+            values = params[PARAMETER]
+            if isinstance(values, list):  # "1e-05": a float for rcl, a string for PyYAML
+                values = [_number_or_text(v) for v in values]
+            return values
     raise HomographyError(f"params file {path} has no {PARAMETER} under <node>: ros__parameters")
+
+
+def yaml_float(value: float) -> str:
+    """Full precision, and a float for YAML 1.1 too (PyYAML reads "1e-05" as a string)."""
+    text = repr(float(value))
+    if "e" in text and "." not in text.split("e")[0]:
+        text = text.replace("e", ".0e")
+    return text if any(c in text for c in ".en") else f"{text}.0"
+
+
+def _number_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def params_yaml(h: np.ndarray, node_name: str = "fusionsam_node", comment: str = "") -> str:
     """The params file text the node loads with ``--params-file``; every value written as a
     float (rcl refuses a list that mixes integers and floats)."""
-    values = ", ".join(repr(float(v)) for v in np.asarray(h, np.float64).reshape(-1))
+    values = ", ".join(yaml_float(v) for v in np.asarray(h, np.float64).reshape(-1))
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     return f"{head}{node_name}:\n  ros__parameters:\n    {PARAMETER}: [{values}]\n"

@@ -1,0 +1,1 @@
+"""Estimating the thermal-to-RGB homography from recorded pairs (``fusionsam-calibrate``)."""

@@ -1,0 +1,102 @@
+"""Recorded pairs for calibration: two folders matched by name, or a rosbag.
+
+Why a separate loader: calibration pairs are *not* registered (sizes may differ), and an
+unreadable file must become a reported, skipped pair rather than a traceback. Frames are
+spread evenly over the recording: neighbouring video frames add little new evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusionsam_model.calibration.result import Pair
+from fusionsam_model.data.unlabelled import IMAGE_SUFFIXES
+
+
+class PairsError(ValueError):
+    """The input as a whole is unusable (missing folder, no common names, no topic)."""
+
+
+def spread(count: int, wanted: int | None) -> list[int]:
+    """``wanted`` indices evenly spread over ``range(count)`` (all when None or larger)."""
+    if wanted is None or wanted >= count:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / max(wanted - 1, 1)) for i in range(wanted)})
+
+
+def _by_stem(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise PairsError(f"{what} folder {folder} does not exist")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def folder_names(visible: Path, infrared: Path) -> list[tuple[str, Path, Path]]:
+    """(name, visible file, infrared file) for every stem present in both folders."""
+    vis, ir = _by_stem(Path(visible), "--visible"), _by_stem(Path(infrared), "--infrared")
+    names = sorted(set(vis) & set(ir))
+    if not names:
+        raise PairsError(
+            f"no file names in common between {visible} ({len(vis)} images) and "
+            f"{infrared} ({len(ir)} images); pairs are matched by name without extension"
+        )
+    return [(n, vis[n], ir[n]) for n in names]
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """cv2-decoded visible image (grey, BGR, BGRA; 8 or 16 bit) -> (H, W, 3) uint8 RGB."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def as_thermal(image: np.ndarray) -> np.ndarray:
+    """Thermal stored as 3 equal channels (RoadScene) -> its grey image; 16-bit kept."""
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def read_pair(name: str, visible: Path, infrared: Path) -> Pair:
+    """One pair from files; an unreadable file gives a Pair with ``error`` set."""
+    rgb = cv2.imread(str(visible), cv2.IMREAD_UNCHANGED)
+    if rgb is None:
+        return Pair(name, error=f"cannot read visible image {visible}")
+    thermal = cv2.imread(str(infrared), cv2.IMREAD_UNCHANGED)
+    if thermal is None:
+        return Pair(name, error=f"cannot read infrared image {infrared}")
+    return Pair(name, as_rgb(rgb), as_thermal(thermal))
+
+
+def folder_pairs(visible: Path, infrared: Path, frames: int | None = None) -> list:
+    """Lazily read pairs (a list of zero-argument loaders would hide the count from tqdm):
+    returns ``_FolderPairs``, an iterable with a length."""
+    names = folder_names(visible, infrared)
+    return _FolderPairs([names[i] for i in spread(len(names), frames)])
+
+
+class _FolderPairs:
+    def __init__(self, entries: list[tuple[str, Path, Path]]) -> None:
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Pair]:
+        for name, vis, ir in self.entries:
+            yield read_pair(name, vis, ir)
+
+
+def bag_pairs(
+    bag: Path, rgb_topic: str, thermal_topic: str, frames: int | None, slop_s: float
+) -> list:
+    """Pairs from a rosbag2 (raw or compressed topics), decoded as the node decodes them;
+    needs rclpy (``fusionsam_ros.bag_pairs``)."""
+    try:
+        from fusionsam_ros.bag_pairs import BagPairs
+    except ImportError as exc:  # rclpy / sensor_msgs missing: the folder input still works
+        raise PairsError(f"reading a bag needs the ROS 2 Python packages: {exc}") from exc
+    return BagPairs(bag, rgb_topic, thermal_topic, frames, slop_s)
