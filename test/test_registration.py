@@ -311,3 +311,44 @@ def test_calibrate_refuses_pairs_of_different_scenes(tmp_path: Path, capsys) -> 
     )
     assert code == cli.EXIT_CANNOT_ALIGN, capsys.readouterr()
     assert not out.exists()
+
+
+# --- the offline tools take the same homography ------------------------------------------
+
+
+def test_evaluate_and_fusion_eval_parse_the_homography_option(tmp_path: Path, capsys) -> None:
+    from fusionsam_model.evaluation import fusion_benchmark
+    from training import evaluate
+
+    for parser in (evaluate.build_parser(), fusion_benchmark.build_parser()):
+        args = parser.parse_args(["--data", "x", "--thermal-homography=1,0,10,0,1,6,0,0,1"])
+        assert np.allclose(args.thermal_homography, np.reshape(SHIFT, (3, 3)))
+        path = tmp_path / "h.yaml"
+        path.write_text(params_yaml(np.reshape(SHIFT, (3, 3))))
+        args = parser.parse_args(["--data", "x", "--thermal-homography", str(path)])
+        assert np.allclose(args.thermal_homography, np.reshape(SHIFT, (3, 3)))
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(["--data", "x", "--thermal-homography=1,0,0,0,1,0,0,0"])
+        assert stop.value.code == 2
+        assert "needs 9 numbers" in capsys.readouterr().err
+
+
+def test_fusion_eval_warps_unregistered_pairs_into_the_rgb_frame(
+    tmp_path: Path, tiny_checkpoint
+) -> None:
+    from fusionsam_model.evaluation import fusion_benchmark
+
+    rng = np.random.default_rng(3)
+    vis, ir = tmp_path / "vis", tmp_path / "ir"
+    vis.mkdir()
+    ir.mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(vis / f"{name}.png"), rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
+        cv2.imwrite(str(ir / f"{name}.png"), rng.integers(0, 256, (80, 100), dtype=np.uint8))
+    out = tmp_path / "out"
+    code = fusion_benchmark.main(
+        ["--visible", str(vis), "--infrared", str(ir), "--out", str(out), "--strip-rows", "1",
+         "--checkpoint", str(tiny_checkpoint), "--thermal-homography=1,0,10,0,1,6,0,0,1"]
+    )  # fmt: skip
+    assert code == 0
+    assert cv2.imread(str(out / "fused" / "a.png")).shape == (96, 128, 3)

@@ -30,6 +30,7 @@ import numpy as np
 
 from fusionsam_model.data.box_datasets import MSRS_BOX_MAP
 from fusionsam_model.evaluation.offline import evaluate, table_columns
+from fusionsam_model.runtime.registration import HOMOGRAPHY_HELP, homography_argument
 
 __all__ = ["evaluate", "format_table", "main", "save_confusion_png", "table_columns"]
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for results.json and confusion.png")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch / OpenCV CPU threads")
+    p.add_argument("--thermal-homography", type=homography_argument, help=HOMOGRAPHY_HELP)
     box = p.add_argument_group("box-level evaluation (instead of --data)")
     box.add_argument(
         "--boxes",
@@ -215,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.boxes is not None:
         try:
             segmenter = Segmenter.from_checkpoint(
-                checkpoint, device=args.device, precision=args.precision, backend=args.backend
+                checkpoint,
+                device=args.device,
+                precision=args.precision,
+                backend=args.backend,
+                thermal_homography=args.thermal_homography,
             )
         except CheckpointError as exc:
             print(f"evaluate: error: {exc}", file=sys.stderr)
@@ -224,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     try:  # bad input is a message and exit 2, not a traceback
         dataset = open_dataset(args.data, args.split, layout=args.layout)
         segmenter = Segmenter.from_checkpoint(
-            checkpoint, device=args.device, precision=args.precision, backend=args.backend
+            checkpoint,
+            device=args.device,
+            precision=args.precision,
+            backend=args.backend,
+            thermal_homography=args.thermal_homography,
         )
     except (CheckpointError, DatasetError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

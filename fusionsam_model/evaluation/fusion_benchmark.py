@@ -38,6 +38,11 @@ import numpy as np
 
 from fusionsam_model.data.datasets import DatasetError
 from fusionsam_model.evaluation import fusion_metrics as fm
+from fusionsam_model.runtime.registration import (
+    HOMOGRAPHY_HELP,
+    Registration,
+    homography_argument,
+)
 
 OURS = "FusionSAM (ours)"
 
@@ -273,7 +278,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         pairs = pairs[: args.limit]
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
-    segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device)
+    homography = getattr(args, "thermal_homography", None)
+    segmenter = Segmenter.from_checkpoint(
+        checkpoint, device=args.device, thermal_homography=homography
+    )
+    # scored against the infrared image in the RGB frame, the one the model fused
+    registration = Registration(homography) if homography is not None else None
     out = Path(args.out)
     (out / "fused").mkdir(parents=True, exist_ok=True)
     per_image: dict[str, dict[str, float]] = {}
@@ -287,6 +297,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         fused = segmenter.predict(visible, as_thermal(infrared)).fused
         infer_s += time.perf_counter() - t0
+        if registration is not None:
+            infrared = registration.warp(as_thermal(infrared), visible.shape[:2])
         cv2.imwrite(str(out / "fused" / f"{name}.png"), cv2.cvtColor(fused, cv2.COLOR_RGB2BGR))
         scores = fm.compute(visible, infrared, fused)
         per_image[name] = scores
@@ -362,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N pairs only")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--thermal-homography", type=homography_argument, help=HOMOGRAPHY_HELP)
     p.add_argument("--strip-rows", type=int, default=4, help="pairs shown in fusion_strip.png")
     p.add_argument(
         "--published-cache",

@@ -281,6 +281,23 @@ def load_homography(text: str) -> np.ndarray:
     return h
 
 
+def homography_argument(text: str) -> np.ndarray:
+    """argparse ``type=`` of ``--thermal-homography`` (a bad value: exit 2 with the reason)."""
+    import argparse
+
+    try:
+        return load_homography(text)
+    except HomographyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+HOMOGRAPHY_HELP = (
+    "thermal -> RGB homography: 9 numbers, row-major (e.g. --thermal-homography=1,0,5,0,1,-3,0,0,1)"
+    " or a params file written by fusionsam-calibrate; the thermal image is warped into the "
+    "RGB frame as the node does"
+)
+
+
 def read_params_file(path: Path) -> Any:
     """``thermal_homography`` from a ROS params file (any node key, or ``/**``)."""
     import yaml
