@@ -49,7 +49,9 @@ class _Keep:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fusionsam-calibrate", description=__doc__.splitlines()[0].strip("`: ")
+        prog="fusionsam-calibrate",
+        description="Estimate thermal_homography (thermal pixel -> RGB pixel) from recorded "
+        "pairs; writes a params file for fusionsam_node and an overlay picture.",
     )
     src = p.add_argument_group("input (two folders matched by file name, or a bag)")
     src.add_argument("--visible", help="folder of RGB images")

@@ -14,6 +14,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from ros_helpers import make_image, start_fusionsam_node, wait_until
 
+from fusionsam_model.runtime.registration import params_yaml
 from fusionsam_ros.diagnostics import diagnostics_values
 from fusionsam_ros.node import DIAGNOSTIC_NAME, EXIT_BAD_PARAMETER, OUTPUT_TOPICS
 
@@ -174,3 +175,18 @@ def test_bad_homography_at_start_exits_2_naming_the_parameter(
     assert wait_until(lambda: proc.returncode is not None, 60.0, 0.1), proc.output()
     assert proc.returncode == EXIT_BAD_PARAMETER, proc.output()
     assert "parameter 'thermal_homography'" in proc.output() and fragment in proc.output()
+
+
+def test_params_file_written_by_calibrate_is_loaded(ros_env, tmp_path, tiny_checkpoint):
+    """What fusionsam-calibrate writes (``params_yaml``: every value a float, tiny
+    perspective terms in exponent form) is what the node reads with --params-file."""
+    h = np.array([[0.98, 0.012, 14.5], [-0.01, 1.01, 7.25], [1.5e-05, -2.5e-05, 1.0]])
+    path = tmp_path / "thermal_homography.yaml"
+    path.write_text(params_yaml(h, comment="written as fusionsam-calibrate writes it"))
+    proc = start_fusionsam_node(ros_env, tmp_path, checkpoint=tiny_checkpoint, params_files=[path])
+    try:
+        assert proc.returncode is None, proc.output()
+        assert "registration=homography" in proc.output()
+    finally:
+        if proc.returncode is None:
+            assert proc.stop() == 0, proc.output()
