@@ -25,6 +25,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -562,7 +563,13 @@ def main(args: list[str] | None = None) -> int:
     signals = SignalShutdown(log=logger.info)
     # start-up (model loading): a signal exits at once; there is nothing to clean up
     signals.set_on_stop(lambda: exit_now(0))
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:  # rcl refuses a -p value (a list mixing 1 and 1.0) before any node
+        logger.fatal(
+            f"invalid command-line parameter (list elements must share one type: 1.0, not 1): {exc}"
+        )
+        return EXIT_BAD_PARAMETER
     overrides = as_parameters(command_line_overrides(argv, NODE_NAME))
     node_class = FusionSAMLifecycleNode if lifecycle else FusionSAMNode
     try:

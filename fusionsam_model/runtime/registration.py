@@ -49,7 +49,8 @@ def parse_homography(values: Any) -> np.ndarray | None:
     if values is None:
         return None
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise HomographyError(f"must be a list of 9 numbers (row-major 3x3), got {values!r}")
+        hint = " (write every element as a float: 1.0, not 1)" if isinstance(values, str) else ""
+        raise HomographyError(f"must be a list of 9 numbers (row-major 3x3), got {values!r}{hint}")
     items = (
         np.asarray(values).reshape(-1).tolist() if isinstance(values, np.ndarray) else list(values)
     )

@@ -190,3 +190,23 @@ def test_params_file_written_by_calibrate_is_loaded(ros_env, tmp_path, tiny_chec
     finally:
         if proc.returncode is None:
             assert proc.stop() == 0, proc.output()
+
+
+def test_mixed_integer_float_list_on_the_command_line_exits_2(ros_env) -> None:
+    """rcl itself refuses ``-p thermal_homography:=[1.0, 0, ...]`` (a list mixing integers
+    and floats) before the node exists: exit 2 with the reason, not a traceback."""
+    import subprocess
+    import sys
+
+    rule = "thermal_homography:=[1.0, 0, 5.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]"
+    done = subprocess.run(
+        [sys.executable, "-m", "fusionsam_ros.node", "--ros-args", "-p", rule],
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == EXIT_BAD_PARAMETER, output
+    assert "thermal_homography" in output and "1.0, not 1" in output
+    assert "Traceback" not in output
