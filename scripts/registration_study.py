@@ -301,6 +301,16 @@ def warp_cost() -> dict:
     return out
 
 
+def same_view(infrared: np.ndarray, unseen: np.ndarray | None) -> np.ndarray:
+    """The registered infrared image with what a narrower thermal camera does not see set
+    to the node's neutral value (the median of the seen pixels)."""
+    if unseen is None:
+        return infrared
+    out = infrared.copy()
+    out[unseen] = np.median(infrared[~unseen])
+    return out
+
+
 def agreement(sources: list[Sequence_], args: argparse.Namespace, rng) -> dict:
     """Segmenter with the estimated homography on the warped stream vs on the registered
     pair: share of equal labels over the RGB pixels the thermal camera sees. The same with
@@ -326,26 +336,36 @@ def agreement(sources: list[Sequence_], args: argparse.Namespace, rng) -> dict:
                 "estimated": Segmenter.from_checkpoint(checkpoint, thermal_homography=h),
                 "oracle": Segmenter.from_checkpoint(checkpoint, thermal_homography=g),
             }
+            true_unseen = Registration(g).layout(t_hw, rgb_hw).uncovered
             for name, rgb, ir in clip[: args.agreement_frames]:
-                reference = registered.predict(rgb, ir, return_fused=False).labels
+                # the registered pair as is, and with the thermal pixels outside the thermal
+                # camera's view replaced by the same neutral value (same information)
+                references = {
+                    "full": registered.predict(rgb, ir, return_fused=False).labels,
+                    "same_view": registered.predict(
+                        rgb, same_view(ir, true_unseen), return_fused=False
+                    ).labels,
+                }
                 thermal = thermal_camera(ir, g, t_hw)
                 row = {"source": seq.name, "case": c, "name": name, "error_px": err}
                 for key, segmenter in streams.items():
                     unseen = segmenter.registration.layout(t_hw, rgb_hw).uncovered
                     seen = np.ones(rgb_hw, bool) if unseen is None else ~unseen
                     labels = segmenter.predict(rgb, thermal, return_fused=False).labels
-                    row[key] = float(np.mean(labels[seen] == reference[seen]))
+                    for ref, reference in references.items():
+                        row[f"{key} vs {ref}"] = float(np.mean(labels[seen] == reference[seen]))
                     row[f"{key}_seen_share"] = float(seen.mean())
                 rows.append(row)
                 print(
-                    f"agreement {seq.name} case {c} {name}: estimated {100 * row['estimated']:.2f} %"
-                    f" (calibration error {err:.2f} px), oracle {100 * row['oracle']:.2f} %",
+                    f"agreement {seq.name} case {c} {name} (calibration error {err:.2f} px): "
+                    + ", ".join(f"{k} {100 * v:.2f} %" for k, v in row.items() if " vs " in k),
                     flush=True,
                 )
     summary: dict = {"checkpoint": str(checkpoint), "rows": rows}
     for src in [None, *sorted({r["source"] for r in rows})]:
-        mine = [r for r in rows if "estimated" in r and (src is None or r["source"] == src)]
-        for key in ("estimated", "oracle"):
+        mine = [r for r in rows if "error_px" in r and (src is None or r["source"] == src)]
+        keys = [k for k in (mine[0] if mine else {}) if " vs " in k]
+        for key in keys:
             values = np.asarray([r[key] for r in mine])
             label = f"{src or 'all'} {key}"
             summary[label] = {
