@@ -52,7 +52,7 @@ test: $(STAMP)
 
 # Synthetic drive -> rosbag2 -> fusionsam_node -> streaming evaluation, all under runs/demo.
 demo: $(STAMP)
-	$(PY) -m fusionsam_ros.demo $(DEMO_ARGS)
+	$(PY) -m fusionsam_ros.tools.demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

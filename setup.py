@@ -35,16 +35,16 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "fusionsam_node = fusionsam_ros.node:main",
+            "fusionsam_node = fusionsam_ros.node.node:main",
             "fusionsam-synth = fusionsam_model.data.synth:main",
             "fusionsam-bench = fusionsam_model.runtime.bench:main",
             "fusionsam-export = fusionsam_model.deploy.export_cli:main",
             "fusionsam-build-engine = fusionsam_model.deploy.engine_cache:main",
-            "fusionsam-make-bag = fusionsam_ros.bag_writer:main",
-            "fusionsam-play = fusionsam_ros.bag_player:main",
-            "fusionsam-evaluate = fusionsam_ros.stream_evaluator:main",
+            "fusionsam-make-bag = fusionsam_ros.bags.writer:main",
+            "fusionsam-play = fusionsam_ros.bags.player:main",
+            "fusionsam-evaluate = fusionsam_ros.evaluation.stream_evaluator:main",
             "fusionsam-fusion-eval = fusionsam_model.evaluation.fusion_benchmark:main",
-            "fusionsam-calibrate = fusionsam_model.calibration.cli:main",
+            "fusionsam-calibrate = fusionsam_ros.tools.calibrate:main",
         ],
     },
 )

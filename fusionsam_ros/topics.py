@@ -18,7 +18,7 @@ SEMANTIC_TOPIC = "fusionsam/semantic"
 SEMANTIC_COLOR_TOPIC = "fusionsam/semantic_color"
 OVERLAY_TOPIC = "fusionsam/overlay"
 FUSED_TOPIC = "fusionsam/fused_image"
-# vision_msgs/LabelInfo (the class table's ids and names), latched: fusionsam_ros.label_info
+# vision_msgs/LabelInfo (the class table's ids and names), latched: fusionsam_ros.node.label_info
 LABEL_INFO_TOPIC = "fusionsam/label_info"
 OUTPUT_TOPICS = {
     "semantic": SEMANTIC_TOPIC,

@@ -2,7 +2,7 @@
 [namespace:=...] [use_sim_time:=true] [rviz:=true] [log_level:=debug] [lifecycle:=true]
 
 Starts fusionsam_node with the params file; every node parameter is also a launch argument
-(generated from fusionsam_ros/params.py; empty = keep the params file's value). With
+(generated from fusionsam_ros/node/params.py; empty = keep the params file's value). With
 lifecycle:=true the node is managed and, unless autostart:=false, configured and activated
 here. Runs under the camera-sized Fast DDS profile; RViz optional.
 """
@@ -21,7 +21,12 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from fusionsam_ros.launch_args import declare_arguments, is_true, node_ros_arguments, params_file
+from fusionsam_ros.node.launch_args import (
+    declare_arguments,
+    is_true,
+    node_ros_arguments,
+    params_file,
+)
 from fusionsam_ros.paths import config_file
 from launch import LaunchDescription
 

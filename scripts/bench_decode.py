@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from fusionsam_model.data.synth import render
-from fusionsam_ros import compressed_image as ci
-from fusionsam_ros import image_conversion as conv
+from fusionsam_ros.node import compressed_image as ci
+from fusionsam_ros.node import image_conversion as conv
 
 ROADSCENE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "roadscene"
 

@@ -29,8 +29,9 @@ Rules:
 A cycle is a strongly connected component of more than one module, or a module that
 imports itself. Sub-package edges group modules by the package that holds them, cut to
 its first ``--depth`` name parts (default 2: ``fusionsam_model.modeling``,
-``fusionsam_model.runtime`` with its ``backends``; ``fusionsam_ros`` and ``training``,
-flat today, are one group each); each line counts the module -> module edges from one
+``fusionsam_model.runtime`` with its ``backends``; ``fusionsam_ros.node`` /
+``.bags`` / ``.evaluation`` / ``.tools`` and ``fusionsam_ros`` itself for the shared
+modules at its top level; ``training``, flat, is one group); each line counts the module -> module edges from one
 group into another, by kind (module-level / in functions / type-only; a module importing
 another at several places is one edge per kind). Cycles between groups are printed for
 information (layering) and do not change the exit status.

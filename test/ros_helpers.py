@@ -170,7 +170,7 @@ def start_fusionsam_node(
     ready_timeout_s: float = 90.0,
     name: str = "node",
 ) -> NodeProcess:
-    """Run ``python -m fusionsam_ros.node`` with the given parameters; wait for "ready".
+    """Run ``python -m fusionsam_ros.node.node`` with the given parameters; wait for "ready".
 
     Returns once the node logged ready or exited (check ``returncode``), so a test of a
     start-up failure can read ``output()`` right away.
@@ -179,7 +179,7 @@ def start_fusionsam_node(
     overrides = dict(params or {})
     if checkpoint is not None:
         overrides["checkpoint"] = str(checkpoint)
-    cmd = [sys.executable, "-m", "fusionsam_ros.node", "--ros-args"]
+    cmd = [sys.executable, "-m", "fusionsam_ros.node.node", "--ros-args"]
     for f in params_files or []:
         cmd += ["--params-file", str(f)]
     if overrides:

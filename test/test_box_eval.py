@@ -475,7 +475,7 @@ def test_cli_needs_data_or_boxes():
 
 def test_streamed_scorer_matches_masks_to_names_and_equals_offline_scores(tmp_path):
     from fusionsam_model.data.box_datasets import load_streamed_box_labels
-    from fusionsam_ros.stream_evaluator import BoxStreamScorer, summary_text
+    from fusionsam_ros.evaluation.stream_evaluator import BoxStreamScorer, summary_text
 
     names = ["00001D", "00002N", "00003N", "00004D"]
     a = write_set(tmp_path / "a", {"00001D": "0 0.5 0.5 0.5 0.5\n", "00002N": "2 0.3 0.3 0.4 0.4\n",
@@ -517,8 +517,8 @@ def test_streamed_scorer_matches_masks_to_names_and_equals_offline_scores(tmp_pa
 def test_make_bag_writes_folder_pairs_with_names_and_no_label_topic(tmp_path):
     from rosbags.rosbag2 import Reader
 
-    from fusionsam_ros.bag_writer import main as make_bag
-    from fusionsam_ros.bag_writer import typestore
+    from fusionsam_ros.bags.writer import main as make_bag
+    from fusionsam_ros.bags.writer import typestore
 
     names = ["00001D", "00002D", "00003D", "00004N", "00005N", "00006N"]
     root = make_pairs(tmp_path, names)

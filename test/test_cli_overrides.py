@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusionsam_ros.cli_overrides import as_parameters, command_line_overrides
-from fusionsam_ros.params import ParameterError, results_summary, validate, with_changes
+from fusionsam_ros.node.cli_overrides import as_parameters, command_line_overrides
+from fusionsam_ros.node.params import ParameterError, results_summary, validate, with_changes
 
 
 def test_p_values_inside_ros_args_are_parsed_as_yaml():

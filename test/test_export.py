@@ -263,9 +263,9 @@ def test_node_default_backend_runs_the_cached_export_with_onnxruntime(
 ):
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from fusionsam_ros.diagnostics import diagnostics_values
-    from fusionsam_ros.image_conversion import image_to_array
-    from fusionsam_ros.node import DIAGNOSTIC_NAME
+    from fusionsam_ros.node.diagnostics import diagnostics_values
+    from fusionsam_ros.node.image_conversion import image_to_array
+    from fusionsam_ros.node.node import DIAGNOSTIC_NAME
 
     env = dict(ros_env, **{fmt.CACHE_ENV: str(cache_base)})
     node = start_fusionsam_node(env, tmp_path, checkpoint=tiny_checkpoint)  # backend: auto

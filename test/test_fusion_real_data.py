@@ -159,7 +159,7 @@ def test_offline_evaluator_reports_fused_image_metrics(tiny_checkpoint, tmp_path
 
 
 def test_stream_report_lists_fused_image_metrics():
-    from fusionsam_ros.stream_evaluator import _fusion_lines
+    from fusionsam_ros.evaluation.stream_evaluator import _fusion_lines
 
     assert _fusion_lines({}) == []
     report = {

@@ -31,6 +31,44 @@ def test_the_project_has_no_import_cycles(capsys):
     assert "fusionsam_model.modeling -> fusionsam_model.runtime" not in out
 
 
+def test_the_model_package_never_imports_the_ros_package():
+    """fusionsam_model must work without ROS 2: no import of fusionsam_ros anywhere in it,
+    at module level, inside a function or under TYPE_CHECKING."""
+    graph = _import_graph().scan(ROOT)
+    upward = [
+        f"{e.source} -> {e.target} [{e.kind}, line {e.line}]"
+        for e in graph.edges
+        if e.source.split(".")[0] == "fusionsam_model" and e.target.split(".")[0] == "fusionsam_ros"
+    ]
+    assert not upward, upward
+
+
+# fusionsam_ros's rooms and whom each may import (besides fusionsam_model and the shared
+# modules at fusionsam_ros's top level, which import no room): docs/architecture.md
+ROS_LAYERS = {
+    "fusionsam_ros.node": set(),
+    "fusionsam_ros.bags": {"fusionsam_ros.node"},
+    "fusionsam_ros.evaluation": {"fusionsam_ros.node"},
+    "fusionsam_ros.tools": {"fusionsam_ros.node", "fusionsam_ros.bags", "fusionsam_ros.evaluation"},
+}
+
+
+def test_fusionsam_ros_rooms_import_only_downwards():
+    ig = _import_graph()
+    graph = ig.scan(ROOT)
+    top = sorted(p.name for p in (ROOT / "fusionsam_ros").glob("*.py"))
+    assert len(top) <= 8, top  # the shared plumbing; the rest lives in the rooms
+    rooms = {p.name for p in (ROOT / "fusionsam_ros").iterdir() if (p / "__init__.py").is_file()}
+    assert {f"fusionsam_ros.{r}" for r in rooms} == set(ROS_LAYERS)
+    wrong = []
+    for (a, b), _ in ig.subpackage_edges(graph).items():
+        if not b.startswith("fusionsam_ros.") or a == b:
+            continue  # into fusionsam_model or the shared top-level modules
+        if a == "fusionsam_ros" or b not in ROS_LAYERS.get(a, set()):
+            wrong.append(f"{a} -> {b}")
+    assert not wrong, wrong
+
+
 def _write(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = root / name

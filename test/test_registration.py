@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fusionsam_model.calibration import checkerboard, cli, targetless
+from fusionsam_model.calibration import checkerboard, targetless
 from fusionsam_model.calibration.pairs import folder_names, read_pair
 from fusionsam_model.calibration.result import Pair
 from fusionsam_model.runtime.registration import (
@@ -21,7 +21,8 @@ from fusionsam_model.runtime.registration import (
     params_yaml,
     parse_homography,
 )
-from fusionsam_ros.params import ParameterError, validate
+from fusionsam_ros.node.params import ParameterError, validate
+from fusionsam_ros.tools import calibrate as cli
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROADSCENE = DATA / "roadscene"

@@ -228,7 +228,7 @@ def test_auto_backend_uses_onnxruntime_only_for_an_existing_export(tmp_path, mon
 
 def test_node_palette_lookup_equals_indexing() -> None:
     pytest.importorskip("rclpy", reason="the node module needs rclpy")
-    from fusionsam_ros.node import colorize, palette_lut
+    from fusionsam_ros.node.node import colorize, palette_lut
 
     palette = np.random.default_rng(5).integers(0, 256, (9, 3)).astype(np.uint8)
     labels = np.random.default_rng(6).integers(0, 9, (37, 53)).astype(np.uint8)

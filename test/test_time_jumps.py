@@ -3,7 +3,7 @@ test_ros_time_jumps.py)."""
 
 from __future__ import annotations
 
-from fusionsam_ros.time_jumps import TimeJumpDetector
+from fusionsam_ros.node.time_jumps import TimeJumpDetector
 
 S = 1_000_000_000
 NOW = 1_700_000_000 * S

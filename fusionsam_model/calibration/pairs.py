@@ -1,4 +1,5 @@
-"""Recorded pairs for calibration: two folders matched by name, or a rosbag.
+"""Recorded pairs for calibration from two folders matched by name (a rosbag:
+``fusionsam_ros.bags.pairs``, which uses ``spread`` and ``PairsError`` from here).
 
 Why a separate loader: calibration pairs are *not* registered (sizes may differ), and an
 unreadable file must become a reported, skipped pair rather than a traceback. Frames are
@@ -88,15 +89,3 @@ class _FolderPairs:
     def __iter__(self) -> Iterator[Pair]:
         for name, vis, ir in self.entries:
             yield read_pair(name, vis, ir)
-
-
-def bag_pairs(
-    bag: Path, rgb_topic: str, thermal_topic: str, frames: int | None, slop_s: float
-) -> list:
-    """Pairs from a rosbag2 (raw or compressed topics), decoded as the node decodes them;
-    needs rclpy (``fusionsam_ros.bag_pairs``)."""
-    try:
-        from fusionsam_ros.bag_pairs import BagPairs
-    except ImportError as exc:  # rclpy / sensor_msgs missing: the folder input still works
-        raise PairsError(f"reading a bag needs the ROS 2 Python packages: {exc}") from exc
-    return BagPairs(bag, rgb_topic, thermal_topic, frames, slop_s)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from ros_helpers import wait_until
 
-from fusionsam_ros import bag_player, bag_writer
-from fusionsam_ros.bag_player import BagError, check_required, read_messages
-from fusionsam_ros.bag_writer import (
+from fusionsam_ros.bags import player as bag_player
+from fusionsam_ros.bags import writer as bag_writer
+from fusionsam_ros.bags.player import BagError, check_required, read_messages
+from fusionsam_ros.bags.writer import (
     LABEL_TOPIC,
     NAME_TOPIC,
     RGB_TOPIC,
@@ -224,7 +225,7 @@ def test_corrupted_message_is_named_and_skipped(tmp_path: Path, ros_context) -> 
 
 def run_player(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fusionsam_ros.bag_player", *args],
+        [sys.executable, "-m", "fusionsam_ros.bags.player", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -235,7 +236,7 @@ def run_player(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 def test_player_cli_reports_corruption_and_missing_bag(tmp_path: Path, ros_env) -> None:
     bag = corrupt_bag(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "fusionsam_ros.bag_player", str(bag), "--rate", "10"],
+        [sys.executable, "-m", "fusionsam_ros.bags.player", str(bag), "--rate", "10"],
         env=ros_env,
         capture_output=True,
         text=True,
@@ -246,7 +247,7 @@ def test_player_cli_reports_corruption_and_missing_bag(tmp_path: Path, ros_env) 
     assert "thermal/image: 3" in done.stdout and "rgb/image: 4" in done.stdout
 
     done = subprocess.run(
-        [sys.executable, "-m", "fusionsam_ros.bag_player", str(tmp_path / "nope")],
+        [sys.executable, "-m", "fusionsam_ros.bags.player", str(tmp_path / "nope")],
         env=ros_env,
         capture_output=True,
         text=True,

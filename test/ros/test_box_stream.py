@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from ros_helpers import start_fusionsam_node, wait_until
 
-from fusionsam_ros.bag_writer import FolderPairs, write_bag
-from fusionsam_ros.stream_evaluator import READY_LINE
+from fusionsam_ros.bags.writer import FolderPairs, write_bag
+from fusionsam_ros.evaluation.stream_evaluator import READY_LINE
 
 NAMES = ["00001D", "00002D", "00003N", "00004N"]
 BOXES = {  # YOLO lines; 00004N has no file (no objects)
@@ -80,7 +80,7 @@ def test_streamed_box_scores_equal_the_offline_box_evaluation(
         assert node.wait_for_output("ready:", 300.0), node.output()
         args = ["--out", str(out), "--count", str(len(NAMES)), "--timeout", "30"]
         evaluator = start(
-            "fusionsam_ros.stream_evaluator",
+            "fusionsam_ros.evaluation.stream_evaluator",
             [*args, "--boxes", str(root / "boxes" / "a")],
             ros_env,
             log,
@@ -96,7 +96,7 @@ def test_streamed_box_scores_equal_the_offline_box_evaluation(
         assert wait_until(lambda: READY_LINE in log.read_text(), 120.0), log.read_text()
         # 2 s between frames (2 Hz at 0.25x): the node drops none even when stalled
         player_args = [str(bag), "--wait-for-subscribers", "60", "--rate", "0.25"]
-        player = start("fusionsam_ros.bag_player", player_args, ros_env, tmp_path / "player.log")
+        player = start("fusionsam_ros.bags.player", player_args, ros_env, tmp_path / "player.log")
         assert player.wait(120) == 0, (tmp_path / "player.log").read_text()
         assert evaluator.wait(120) == 0, log.read_text() + node.output()
     finally:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from test_registration import random_homography, roadscene_frames, thermal_camera
 
-from fusionsam_model.calibration import cli, targetless
+from fusionsam_model.calibration import targetless
 from fusionsam_model.data.datasets import Sample
 from fusionsam_model.runtime.registration import load_homography
-from fusionsam_ros.bag_writer import Compression, write_bag
+from fusionsam_ros.bags.writer import Compression, write_bag
+from fusionsam_ros.tools import calibrate as cli
 
 THERMAL_HW = (180, 270)
 

@@ -21,10 +21,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_helpers import start_fusionsam_node, wait_until
 
-from fusionsam_ros import compressed_image as ci
 from fusionsam_ros import ros_time
-from fusionsam_ros.bag_player import check_required, read_messages
-from fusionsam_ros.bag_writer import (
+from fusionsam_ros.bags.player import check_required, read_messages
+from fusionsam_ros.bags.writer import (
     LABEL_TOPIC,
     NAME_TOPIC,
     RGB_COMPRESSED_TOPIC,
@@ -33,11 +32,12 @@ from fusionsam_ros.bag_writer import (
     typestore,
     write_bag,
 )
-from fusionsam_ros.diagnostics import diagnostics_values
-from fusionsam_ros.image_conversion import ImageError
-from fusionsam_ros.node import DIAGNOSTIC_NAME
+from fusionsam_ros.evaluation.stream_evaluator import READY_LINE
+from fusionsam_ros.node import compressed_image as ci
+from fusionsam_ros.node.diagnostics import diagnostics_values
+from fusionsam_ros.node.image_conversion import ImageError
+from fusionsam_ros.node.node import DIAGNOSTIC_NAME
 from fusionsam_ros.processes import LoggedProcess
-from fusionsam_ros.stream_evaluator import READY_LINE
 
 RNG = np.random.default_rng(3)
 JPEG_QUALITY = 90
@@ -288,7 +288,14 @@ def _stream(
         assert node.returncode is None, node.output()
         run = [sys.executable, "-m"]
         evaluator = LoggedProcess(
-            [*run, "fusionsam_ros.stream_evaluator", "--out", str(out), "--count", str(count)]
+            [
+                *run,
+                "fusionsam_ros.evaluation.stream_evaluator",
+                "--out",
+                str(out),
+                "--count",
+                str(count),
+            ]
             + ["--timeout", "30", *evaluator_args],
             env,
             logs / f"eval_{bag.name}.log",
@@ -297,7 +304,7 @@ def _stream(
         # player starts; 1 s between frames (0.5x) so a stalled node drops no pair
         assert evaluator.wait_for_output(READY_LINE, 120), evaluator.output() + node.output()
         player = subprocess.run(
-            [*run, "fusionsam_ros.bag_player", str(bag), "--wait-for-subscribers", "60"]
+            [*run, "fusionsam_ros.bags.player", str(bag), "--wait-for-subscribers", "60"]
             + ["--rate", "0.5"],
             env=env,
             capture_output=True,
@@ -375,8 +382,8 @@ ROADSCENE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ro
 def test_real_pairs_without_labels_stream_in_compressed_transport(ros_env, tmp_path) -> None:
     """What `make demo` does with RoadScene, on 3 pairs: no label topic, masks counted,
     rate reported, fused frames kept at the camera's size, mIoU said to be absent."""
-    from fusionsam_ros.demo import RoadScenePairs
-    from fusionsam_ros.stream_evaluator import summary_text
+    from fusionsam_ros.evaluation.stream_evaluator import summary_text
+    from fusionsam_ros.tools.demo import RoadScenePairs
 
     pairs = RoadScenePairs(ROADSCENE, 3)
     bag = tmp_path / "real_bag"
@@ -407,8 +414,8 @@ def test_evaluator_reads_compressed_labels_and_overlays(ros_context, ros_client)
     from sensor_msgs.msg import CompressedImage
 
     from fusionsam_model.data.classes import MFNET
-    from fusionsam_ros.image_conversion import array_to_image
-    from fusionsam_ros.stream_evaluator import StreamEvaluator
+    from fusionsam_ros.evaluation.stream_evaluator import StreamEvaluator
+    from fusionsam_ros.node.image_conversion import array_to_image
 
     node = rclpy.create_node("compressed_evaluator", context=ros_context)
     evaluator = StreamEvaluator(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ros_helpers import make_image
 
-from fusionsam_ros import image_conversion as conv
+from fusionsam_ros.node import image_conversion as conv
 
 RNG = np.random.default_rng(0)
 STAMP = 1_700_000_000_123_456_789

@@ -14,8 +14,8 @@ import pytest
 from ros_helpers import NodeProcess, start_fusionsam_node, wait_until
 
 from fusionsam_model.data.classes import MFNET
-from fusionsam_ros.label_info import LabelInfoPublisher, label_info_qos, label_info_types
-from fusionsam_ros.node import NODE_NAME
+from fusionsam_ros.node.label_info import LabelInfoPublisher, label_info_qos, label_info_types
+from fusionsam_ros.node.node import NODE_NAME
 from fusionsam_ros.topics import LABEL_INFO_TOPIC
 
 LABEL_INFO, VISION_CLASS, WHY_MISSING = label_info_types()
@@ -121,7 +121,7 @@ def change_state(client: Any, transition_id: int) -> bool:
 def test_lifecycle_activation_publishes_label_info(ros_env, ros_client, tmp_path, tiny_checkpoint):
     from lifecycle_msgs.msg import Transition
 
-    cmd = [sys.executable, "-m", "fusionsam_ros.node", "--lifecycle", "--ros-args"]
+    cmd = [sys.executable, "-m", "fusionsam_ros.node.node", "--lifecycle", "--ros-args"]
     cmd += ["-p", f"checkpoint:={tiny_checkpoint}"]
     node = NodeProcess(cmd, ros_env, tmp_path / "lifecycle.log")
     subscriber = LatchedSubscriber(ros_client)
@@ -161,7 +161,7 @@ class FakeNode:
 
 
 def test_without_vision_msgs_the_node_says_so_once(monkeypatch):
-    from fusionsam_ros import label_info
+    from fusionsam_ros.node import label_info
 
     monkeypatch.setattr(
         label_info,

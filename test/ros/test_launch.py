@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from fusionsam_ros import paths
-from fusionsam_ros.launch_args import LAUNCH_LEVEL, launch_arguments, markdown_table
-from fusionsam_ros.node import OUTPUT_TOPICS
-from fusionsam_ros.params import PARAMETERS
+from fusionsam_ros.node.launch_args import LAUNCH_LEVEL, launch_arguments, markdown_table
+from fusionsam_ros.node.node import OUTPUT_TOPICS
+from fusionsam_ros.node.params import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "fusionsam.launch.py"

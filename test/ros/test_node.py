@@ -14,9 +14,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ros_helpers import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_model.data.classes import MFNET
-from fusionsam_ros.diagnostics import diagnostics_values
-from fusionsam_ros.image_conversion import RGB_ENCODINGS, THERMAL_ENCODINGS, image_to_array
-from fusionsam_ros.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS
+from fusionsam_ros.node.diagnostics import diagnostics_values
+from fusionsam_ros.node.image_conversion import RGB_ENCODINGS, THERMAL_ENCODINGS, image_to_array
+from fusionsam_ros.node.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS
 
 SLOP_S = 0.02
 QUEUE = 5
@@ -42,7 +42,7 @@ def ros_native_importable() -> bool:
 # path -> (sync_impl, conversion_impl) the node must report
 PATHS = {
     "ros_native": ("message_filters", "cv_bridge"),
-    "fallback": ("fusionsam_ros.sync", "fusionsam_ros.image_conversion"),
+    "fallback": ("fusionsam_ros.node.sync", "fusionsam_ros.node.image_conversion"),
 }
 
 

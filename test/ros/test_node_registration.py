@@ -15,8 +15,8 @@ from rclpy.parameter import Parameter
 from ros_helpers import make_image, start_fusionsam_node, wait_until
 
 from fusionsam_model.runtime.registration import params_yaml
-from fusionsam_ros.diagnostics import diagnostics_values
-from fusionsam_ros.node import DIAGNOSTIC_NAME, EXIT_BAD_PARAMETER, OUTPUT_TOPICS
+from fusionsam_ros.node.diagnostics import diagnostics_values
+from fusionsam_ros.node.node import DIAGNOSTIC_NAME, EXIT_BAD_PARAMETER, OUTPUT_TOPICS
 
 RGB_HW = (96, 128)
 THERMAL_HW = (80, 100)
@@ -200,7 +200,7 @@ def test_mixed_integer_float_list_on_the_command_line_exits_2(ros_env) -> None:
 
     rule = "thermal_homography:=[1.0, 0, 5.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]"
     done = subprocess.run(
-        [sys.executable, "-m", "fusionsam_ros.node", "--ros-args", "-p", rule],
+        [sys.executable, "-m", "fusionsam_ros.node.node", "--ros-args", "-p", rule],
         env=ros_env,
         capture_output=True,
         text=True,

@@ -12,13 +12,13 @@ import pytest
 from ros_helpers import start_fusionsam_node, wait_until
 
 from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
-from fusionsam_ros.node import (
+from fusionsam_ros.node.node import (
     EXIT_BAD_PARAMETER,
     EXIT_MODEL_LOAD_FAILED,
     ModelLoadError,
     load_segmenter,
 )
-from fusionsam_ros.params import validate
+from fusionsam_ros.node.params import validate
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ros_helpers import make_image, start_fusionsam_node, wait_until
 
-from fusionsam_ros.bag_writer import write_bag
-from fusionsam_ros.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS
+from fusionsam_ros.bags.writer import write_bag
+from fusionsam_ros.node.node import DIAGNOSTIC_NAME, OUTPUT_TOPICS
 
 S = 1_000_000_000
 SEMANTIC = OUTPUT_TOPICS["semantic"]
@@ -160,7 +160,7 @@ def test_loop_replay_gives_masks_on_every_pass(client, node, tmp_path, ros_env):
         [
             sys.executable,
             "-m",
-            "fusionsam_ros.bag_player",
+            "fusionsam_ros.bags.player",
             str(tmp_path / "loop"),
             "--loop",
             "--wait-for-subscribers",

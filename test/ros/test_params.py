@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fusionsam_ros.params import DEFAULTS, ParameterError, validate
+from fusionsam_ros.node.params import DEFAULTS, ParameterError, validate
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "fusionsam.yaml"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from ros_helpers import start_fusionsam_node, wait_until
 
-from fusionsam_ros.bag_writer import write_bag
-from fusionsam_ros.stream_evaluator import READY_LINE
+from fusionsam_ros.bags.writer import write_bag
+from fusionsam_ros.evaluation.stream_evaluator import READY_LINE
 
 FRAMES = 4  # the generator's test split of 16 pairs: 2 day, 2 night
 
@@ -62,7 +62,7 @@ def wait_for_graph(client, endpoints: dict[str, tuple[str, str]], timeout_s: flo
 
 def play(bag: Path, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()) -> None:
     player = start(
-        "fusionsam_ros.bag_player", [str(bag), "--wait-for-subscribers", "60", *extra], env, log
+        "fusionsam_ros.bags.player", [str(bag), "--wait-for-subscribers", "60", *extra], env, log
     )
     assert player.wait(120) == 0, log.read_text()
 
@@ -90,7 +90,7 @@ def test_streaming_report_equals_offline_evaluation(
         # torch + model loading: seconds on an idle machine, minutes on a loaded one
         assert node.wait_for_output("ready:", 300.0), node.output()
         evaluator = start(
-            "fusionsam_ros.stream_evaluator",
+            "fusionsam_ros.evaluation.stream_evaluator",
             ["--out", str(out), "--count", str(FRAMES), "--timeout", "30", "--overlays", "2"],
             ros_env,
             tmp_path / "evaluator.log",
@@ -158,7 +158,7 @@ def test_without_a_node_every_frame_is_reported_dropped(
     _, bag = drive
     out = tmp_path / "report"
     evaluator = start(
-        "fusionsam_ros.stream_evaluator",
+        "fusionsam_ros.evaluation.stream_evaluator",
         ["--out", str(out), "--timeout", "2"],
         ros_env,
         tmp_path / "evaluator.log",
@@ -180,7 +180,7 @@ def test_scorer_pairs_by_exact_stamp_in_any_arrival_order() -> None:
 
     from fusionsam_model.data.classes import MFNET
     from fusionsam_model.evaluation.metrics import ConfusionMatrix
-    from fusionsam_ros.stream_evaluator import StreamScorer
+    from fusionsam_ros.evaluation.stream_evaluator import StreamScorer
 
     rng = np.random.default_rng(0)
     label_a, mask_a, label_b, mask_b = rng.integers(0, 9, (4, 6, 8), dtype=np.uint8)
@@ -213,7 +213,7 @@ def test_demo_end_to_end(tmp_path: Path, ros_env: dict[str, str], tiny_checkpoin
     args = ["--out", str(out), "--num-test", "2", "--checkpoint", str(tiny_checkpoint)]
     args += ["--real-frames", "3"]  # the RoadScene part, when ../shared is present
     done = subprocess.run(
-        [sys.executable, "-m", "fusionsam_ros.demo", *args],
+        [sys.executable, "-m", "fusionsam_ros.tools.demo", *args],
         env=ros_env,
         capture_output=True,
         text=True,
@@ -234,7 +234,7 @@ def test_overlay_strip_keeps_day_and_night_of_an_alternating_drive() -> None:
     alias to one kind, and the strip is split between the two."""
     import numpy as np
 
-    from fusionsam_ros.stream_evaluator import OverlayKeeper
+    from fusionsam_ros.evaluation.stream_evaluator import OverlayKeeper
 
     keeper = OverlayKeeper(capacity=8)
     names = {}

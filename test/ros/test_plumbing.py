@@ -6,7 +6,8 @@ import pytest
 
 rclpy_qos = pytest.importorskip("rclpy.qos", reason="rclpy is not installed")
 
-from fusionsam_ros import compressed_image, params, topics  # noqa: E402
+from fusionsam_ros import topics  # noqa: E402
+from fusionsam_ros.node import compressed_image, params  # noqa: E402
 from fusionsam_ros.qos import QOS_NAMES, qos_profile  # noqa: E402
 from fusionsam_ros.ros_time import NS_PER_S, header_ns, set_stamp, stamp_ns  # noqa: E402
 

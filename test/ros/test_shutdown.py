@@ -23,7 +23,14 @@ READY_TIMEOUT_S = 180.0
 
 
 def node_cmd(namespace: str, *params: str) -> list[str]:
-    cmd = [sys.executable, "-m", "fusionsam_ros.node", "--ros-args", "-r", f"__ns:=/{namespace}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fusionsam_ros.node.node",
+        "--ros-args",
+        "-r",
+        f"__ns:=/{namespace}",
+    ]
     cmd += ["--params-file", str(PARAMS_FILE)]
     for p in params:
         cmd += ["-p", p]

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fusionsam_ros.latest_pair import LatestPairMailbox
-from fusionsam_ros.sync import ApproximateTimePairer, make_pairer
+from fusionsam_ros.node.latest_pair import LatestPairMailbox
+from fusionsam_ros.node.sync import ApproximateTimePairer, make_pairer
 
 MS = 1_000_000
 
@@ -107,14 +107,14 @@ def test_zero_slop_needs_equal_stamps_and_bad_arguments_raise() -> None:
 
 def test_make_pairer_falls_back_when_message_filters_is_missing() -> None:
     p = make_pairer(4, 0.02, print, prefer_message_filters=False)
-    assert isinstance(p, ApproximateTimePairer) and p.impl == "fusionsam_ros.sync"
+    assert isinstance(p, ApproximateTimePairer) and p.impl == "fusionsam_ros.node.sync"
     native = make_pairer(4, 0.02, print)
     try:
         import message_filters  # noqa: F401
 
         assert native.impl == "message_filters"
     except ImportError:
-        assert native.impl == "fusionsam_ros.sync"
+        assert native.impl == "fusionsam_ros.node.sync"
 
 
 def test_mailbox_keeps_newest_and_counts_drops() -> None:
@@ -176,7 +176,7 @@ def test_message_filters_pairer_reset_empties_its_queues() -> None:
     pytest.importorskip("message_filters")
     from sensor_msgs.msg import Image
 
-    from fusionsam_ros.sync import MessageFiltersPairer, stamp_ns
+    from fusionsam_ros.node.sync import MessageFiltersPairer, stamp_ns
 
     def image(t_ms: int) -> Image:  # message_filters reads real builtin_interfaces stamps
         m = Image()

@@ -58,7 +58,7 @@ def test_evaluate_missing_data_corrupt_and_directory_checkpoint(dataset, tmp_pat
 @pytest.mark.parametrize("rate", ["nan", "inf", "-1"])
 def test_rate_must_be_a_finite_positive_number(dataset, tmp_path, rate):
     done = run(
-        "fusionsam_ros.bag_writer",
+        "fusionsam_ros.bags.writer",
         "--data",
         str(dataset),
         "--out",
@@ -68,7 +68,7 @@ def test_rate_must_be_a_finite_positive_number(dataset, tmp_path, rate):
     )
     assert_clean_error(done, 2, "argument --rate: must be a finite number > 0")
     assert not (tmp_path / "b").exists()
-    done = run("fusionsam_ros.bag_player", str(tmp_path / "b"), "--rate", rate)
+    done = run("fusionsam_ros.bags.player", str(tmp_path / "b"), "--rate", rate)
     assert_clean_error(done, 2, "argument --rate: must be a finite number > 0")
 
 
@@ -81,10 +81,10 @@ def test_make_bag_leaves_no_partial_bag_after_a_decode_error(dataset, tmp_path):
     image = bad / "images" / f"{last}.png"
     image.write_bytes(image.read_bytes()[:200])  # truncated PNG: the last sample fails
     out = tmp_path / "bag"
-    done = run("fusionsam_ros.bag_writer", "--data", str(bad), "--out", str(out))
+    done = run("fusionsam_ros.bags.writer", "--data", str(bad), "--out", str(out))
     assert_clean_error(done, 2, "cannot decode image", last)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data"]  # nothing half-written
-    done = run("fusionsam_ros.bag_writer", "--data", str(dataset), "--out", str(out))
+    done = run("fusionsam_ros.bags.writer", "--data", str(dataset), "--out", str(out))
     assert done.returncode == 0, done.stderr  # the same --out works at once
     assert (out / "metadata.yaml").is_file()
 
@@ -94,7 +94,7 @@ def test_stream_evaluate_refuses_an_unwritable_out_at_start(tmp_path, ros_env):
     blocker.write_text("not a folder")
     t0 = time.monotonic()
     done = run(
-        "fusionsam_ros.stream_evaluator",
+        "fusionsam_ros.evaluation.stream_evaluator",
         "--out",
         str(blocker / "report"),
         "--startup-timeout",

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from ros_helpers import REPO_ROOT, NodeProcess, make_image, wait_until
 
-from fusionsam_ros.image_conversion import image_to_array
+from fusionsam_ros.node.image_conversion import image_to_array
 
 ROS2 = shutil.which("ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 TOOLS = ROS2 is not None and all(

@@ -17,7 +17,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from ros_helpers import FASTDDS_PROFILE, make_image, start_fusionsam_node, wait_until
 
-from fusionsam_ros.node import DIAGNOSTIC_NAME
+from fusionsam_ros.node.node import DIAGNOSTIC_NAME
 from fusionsam_ros.ros_time import set_stamp
 
 PARAMS = {

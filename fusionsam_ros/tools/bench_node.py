@@ -6,7 +6,7 @@ against the model's time, as a ratio (goal: < 10 %).
 ``--load SECONDS``: the node in its own process, 30 pairs/s published for SECONDS;
 prints the node's resident memory over time, latency p50/p99 and dropped pairs.
 
-    .venv/bin/python -m fusionsam_ros.bench_node [--pairs 20] [--load 60] [--checkpoint PATH]
+    .venv/bin/python -m fusionsam_ros.tools.bench_node [--pairs 20] [--load 60] [--checkpoint PATH]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import fastdds_profile_file
+from ..paths import fastdds_profile_file
 
 H, W = 480, 640
 
@@ -58,8 +58,8 @@ def _checkpoint(path: str | None, workdir: Path) -> tuple[Path, str]:
 
 
 def _image(pixels: np.ndarray, encoding: str, stamp_ns: int):
-    from .image_conversion import array_to_image
-    from .ros_time import set_stamp
+    from ..node.image_conversion import array_to_image
+    from ..ros_time import set_stamp
 
     msg = set_stamp(array_to_image(pixels, encoding), stamp_ns)
     msg.header.frame_id = "camera"
@@ -81,10 +81,10 @@ def overhead(checkpoint: str | None, pairs: int) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
-    from . import image_conversion as conv
-    from .node import FusionSAMNode
-    from .sync import ApproximateTimePairer
-    from .topics import OUTPUT_TOPICS
+    from ..node import image_conversion as conv
+    from ..node.node import FusionSAMNode
+    from ..node.sync import ApproximateTimePairer
+    from ..topics import OUTPUT_TOPICS
 
     with tempfile.TemporaryDirectory() as tmp:
         path, origin = _checkpoint(checkpoint, Path(tmp))
@@ -161,17 +161,24 @@ def load(checkpoint: str | None, seconds: float, rate_hz: float = 30.0) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
-    from .diagnostics import diagnostics_values
-    from .node import DIAGNOSTIC_NAME
-    from .qos import SENSOR_DATA, qos_profile
-    from .ros_time import set_stamp, stamp_ns
-    from .topics import RGB_TOPIC, SEMANTIC_TOPIC, THERMAL_TOPIC
+    from ..node.diagnostics import diagnostics_values
+    from ..node.node import DIAGNOSTIC_NAME
+    from ..qos import SENSOR_DATA, qos_profile
+    from ..ros_time import set_stamp, stamp_ns
+    from ..topics import RGB_TOPIC, SEMANTIC_TOPIC, THERMAL_TOPIC
 
     with tempfile.TemporaryDirectory() as tmp:
         path, origin = _checkpoint(checkpoint, Path(tmp))
         log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fusionsam_ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
+            [
+                sys.executable,
+                "-m",
+                "fusionsam_ros.node.node",
+                "--ros-args",
+                "-p",
+                f"checkpoint:={path}",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -46,10 +46,10 @@ from fusionsam_model.evaluation.box_metrics import BoxScores, format_box_table
 from fusionsam_model.evaluation.fusion_metrics import FusionMeter, compute_no_reference
 from fusionsam_model.evaluation.scoring import SPLITS, SplitScores, json_number
 
-from .cli_types import ensure_writable_dir
-from .qos import BEST_EFFORT, RELIABLE, qos_profile
-from .ros_time import header_ns, stamp_ns
-from .topics import (
+from ..cli_types import ensure_writable_dir
+from ..qos import BEST_EFFORT, RELIABLE, qos_profile
+from ..ros_time import header_ns, stamp_ns
+from ..topics import (
     FUSED_TOPIC,
     LABEL_TOPIC,
     NAME_TOPIC,
@@ -593,7 +593,7 @@ class StreamEvaluator:
 
     def _mono8(self, msg: Any, what: str) -> np.ndarray:
         """Raw mono8 or a PNG CompressedImage (lossless, so ids survive)."""
-        from .compressed_image import mono8_from_message
+        from ..node.compressed_image import mono8_from_message
 
         return mono8_from_message(msg, what)
 
@@ -633,7 +633,7 @@ class StreamEvaluator:
         return self.scorer.prediction_count
 
     def _on_overlay(self, msg: Any) -> None:
-        from .compressed_image import rgb_from_message as rgb_from_image
+        from ..node.compressed_image import rgb_from_message as rgb_from_image
 
         self._touch()
         try:
@@ -642,7 +642,7 @@ class StreamEvaluator:
             self.node.get_logger().warning(f"overlay: {exc}")
 
     def _on_fused(self, msg: Any) -> None:
-        from .compressed_image import rgb_from_message as rgb_from_image
+        from ..node.compressed_image import rgb_from_message as rgb_from_image
 
         self._touch()
         try:

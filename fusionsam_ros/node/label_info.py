@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .topics import LABEL_INFO_TOPIC
+from ..topics import LABEL_INFO_TOPIC
 
 THRESHOLD = 0.0  # the mask is an argmax: no confidence threshold is applied
 MISSING_HINT = "run `bash scripts/build_vision_msgs.sh .venv` or source a ROS 2 install"

@@ -37,6 +37,9 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from fusionsam_model.runtime.registration import RegistrationError
 
+from ..qos import RELIABLE, qos_profile
+from ..ros_time import stamp_ns
+from ..topics import OUTPUT_TOPICS
 from . import compressed_image
 from . import image_conversion as conv
 from .cli_overrides import as_parameters, command_line_overrides
@@ -51,12 +54,9 @@ from .params import (
     results_summary,
     with_changes,
 )
-from .qos import RELIABLE, qos_profile
-from .ros_time import stamp_ns
 from .shutdown import SignalShutdown, exit_now
 from .sync import make_pairer
 from .time_jumps import TimeJump, TimeJumpDetector
-from .topics import OUTPUT_TOPICS
 from .transport_events import TransportEvents
 
 NODE_NAME = "fusionsam_node"
@@ -205,14 +205,14 @@ class FusionSAMPipeline:
             self.get_logger().info("pairing with message_filters.ApproximateTimeSynchronizer")
         else:
             self.get_logger().info(
-                "message_filters not importable: pairing with fusionsam_ros.sync."
+                "message_filters not importable: pairing with fusionsam_ros.node.sync."
                 "ApproximateTimePairer (same approximate-time policy)"
             )
         if conv.CONVERSION_IMPL == "cv_bridge":
             self.get_logger().info("converting images with cv_bridge")
         else:
             self.get_logger().info(
-                "cv_bridge not importable: converting images with fusionsam_ros.image_conversion"
+                "cv_bridge not importable: converting images with fusionsam_ros.node.image_conversion"
             )
 
     def _load_model(self) -> None:

@@ -24,7 +24,7 @@ try:  # the ROS-native path comes first; FUSIONSAM_ROS_FALLBACK=1 forces the own
     CONVERSION_IMPL = "cv_bridge"
 except ImportError:  # no pip wheel exists for cv_bridge
     _BRIDGE = None
-    CONVERSION_IMPL = "fusionsam_ros.image_conversion"
+    CONVERSION_IMPL = "fusionsam_ros.node.image_conversion"
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .paths import SOURCE_ROOT
-from .processes import LoggedProcess, ros_environment
+from ..paths import SOURCE_ROOT
+from ..processes import LoggedProcess, ros_environment
 
 SAFETY = 2.5  # playback period / measured inference time: the CPU is shared with 3 processes
 ROADSCENE = SOURCE_ROOT.parent / "shared" / "data" / "roadscene"
@@ -53,7 +53,7 @@ def prepare_drive(out: Path, num_test: int, seed: int, camera_hz: float) -> Any:
     from fusionsam_model.data.datasets import open_dataset
     from fusionsam_model.data.synth import generate
 
-    from .bag_writer import write_bag
+    from ..bags.writer import write_bag
 
     data, bag, stamp = out / "data", out / "drive_bag", out / "drive.json"
     recipe = {"num_test": num_test, "seed": seed, "camera_hz": camera_hz}
@@ -222,7 +222,7 @@ def run_pipeline(
             [
                 py,
                 "-m",
-                "fusionsam_ros.node",
+                "fusionsam_ros.node.node",
                 "--ros-args",
                 "-p",
                 f"checkpoint:={checkpoint}",
@@ -242,7 +242,7 @@ def run_pipeline(
             [
                 py,
                 "-m",
-                "fusionsam_ros.stream_evaluator",
+                "fusionsam_ros.evaluation.stream_evaluator",
                 "--out",
                 str(out),
                 "--count",
@@ -258,7 +258,7 @@ def run_pipeline(
             name="evaluator",
         )
         processes.append(evaluator)
-        from .stream_evaluator import READY_LINE
+        from ..evaluation.stream_evaluator import READY_LINE
 
         # the player starts once the node's masks reach the evaluator (DDS match), or the
         # first masks of the drive would be published to nobody
@@ -271,7 +271,7 @@ def run_pipeline(
             [
                 py,
                 "-m",
-                "fusionsam_ros.bag_player",
+                "fusionsam_ros.bags.player",
                 str(bag),
                 "--rate",
                 f"{rate:.6g}",
@@ -329,7 +329,7 @@ def prepare_real_drive(out: Path, root: Path, frames: int, camera_hz: float) -> 
     """RoadScene pairs as an mcap bag in compressed transport (RGB JPEG q90, thermal PNG)."""
     import shutil
 
-    from .bag_writer import Compression, write_bag
+    from ..bags.writer import Compression, write_bag
 
     pairs = RoadScenePairs(root, frames)
     bag, stamp = out / "real_bag", out / "real_drive.json"
@@ -389,7 +389,7 @@ def write_fused_strip(folder: Path) -> None:
     """The fused images of the frames in the overlay strip, in the same order."""
     import cv2
 
-    from .report_plots import horizontal_strip, save_rgb_png
+    from ..evaluation.report_plots import horizontal_strip, save_rgb_png
 
     names = [p.name.removeprefix("overlay_") for p in sorted(folder.glob("overlay_*.png"))]
     fused = [folder / f"fused_{n}" for n in names if n != "strip.png"]
@@ -402,7 +402,7 @@ def real_camera_demo(
     args: argparse.Namespace, out: Path, checkpoint: Path, segmenter: Any, domain_id: int
 ) -> int:
     """Step 6: RoadScene in compressed transport; 0 when done or skipped."""
-    from .stream_evaluator import summary_text
+    from ..evaluation.stream_evaluator import summary_text
 
     root = Path(args.roadscene)
     if args.real_frames <= 0:
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     from fusionsam_model.runtime.checkpoint import CheckpointError
     from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT
 
-    from .stream_evaluator import summary_text
+    from ..evaluation.stream_evaluator import summary_text
 
     started = time.monotonic()
     out = Path(args.out)

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from .cli_types import positive_float
-from .ros_time import NS_PER_S
-from .topics import (
+from ..cli_types import positive_float
+from ..ros_time import NS_PER_S
+from ..topics import (
     LABEL_TOPIC,
     NAME_TOPIC,
     RGB_COMPRESSED_TOPIC,
@@ -175,7 +175,7 @@ def compressed_image_message(
     pixels: np.ndarray, encoding: str, codec: str, quality: int, stamp_ns: int, frame_id: str
 ) -> Any:
     """rosbags sensor_msgs/CompressedImage with image_transport's ``format`` string."""
-    from .compressed_image import encode
+    from ..node.compressed_image import encode
 
     fmt, payload = encode(pixels, encoding, codec, quality)
     return typestore().types[COMPRESSED_TYPE](

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bag_writer import COMPRESSED_TYPE, IMAGE_TYPE, typestore
-from .cli_types import positive_float
-from .qos import RELIABLE, SENSOR_DATA, qos_profile
-from .topics import RGB_TOPIC, THERMAL_TOPIC, compressed_topic
+from ..cli_types import positive_float
+from ..qos import RELIABLE, SENSOR_DATA, qos_profile
+from ..topics import RGB_TOPIC, THERMAL_TOPIC, compressed_topic
+from .writer import COMPRESSED_TYPE, IMAGE_TYPE, typestore
 
 # What the node needs; a bag without these cannot drive it (--require '' to play anyway).
 DEFAULT_REQUIRED = (RGB_TOPIC, THERMAL_TOPIC)

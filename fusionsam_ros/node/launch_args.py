@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..paths import default_params_file
 from .params import PARAMETERS
-from .paths import default_params_file
 
 NAMES = frozenset(p.name for p in PARAMETERS)
 KEEP = ""  # default of every parameter argument: the params file decides

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..topics import compressed_topic
 from . import image_conversion as conv
 from .image_conversion import ImageError
-from .topics import compressed_topic
 
 TRANSPORTS = ("raw", "compressed")
 CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}

@@ -17,12 +17,12 @@ from pathlib import Path
 from fusionsam_model.calibration.pairs import PairsError, spread
 from fusionsam_model.calibration.result import Pair
 
-from . import compressed_image
-from .bag_player import BagError, bag_topics, message_class, read_messages
-from .bag_writer import typestore
-from .image_conversion import ImageError
-from .ros_time import stamp_ns
-from .topics import compressed_topic
+from ..node import compressed_image
+from ..node.image_conversion import ImageError
+from ..ros_time import stamp_ns
+from ..topics import compressed_topic
+from .player import BagError, bag_topics, message_class, read_messages
+from .writer import typestore
 
 
 def resolve_topic(topics: dict[str, tuple[str, int]], topic: str) -> str:

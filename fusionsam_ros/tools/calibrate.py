@@ -9,6 +9,11 @@ Writes ``thermal_homography.yaml`` (load it with ``fusionsam_node --ros-args --p
 residual, the ECC correlation and the coverage. Exit codes: 0 written; 1 the pairs cannot be
 aligned (no overlap, no edges, not converging, low correlation: nothing written); 2 bad
 arguments or unreadable input.
+
+The tool lives on the ROS side because of ``--bag`` (read by ``fusionsam_ros.bags.pairs``,
+imported only then: the folder input works without rclpy); the algorithms are
+``fusionsam_model.calibration``'s (targetless, checkerboard, overlay) and the model package
+never imports this one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fusionsam_model.calibration import checkerboard, targetless
-from fusionsam_model.calibration.pairs import PairsError, bag_pairs, folder_pairs
+from fusionsam_model.calibration.pairs import PairsError, folder_pairs
 from fusionsam_model.calibration.result import Calibration, Pair
 from fusionsam_model.runtime.registration import HomographyError, load_homography, params_yaml
 
@@ -74,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default="fusionsam_node", help="node key in the params file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def bag_pairs(
+    bag: Path, rgb_topic: str, thermal_topic: str, frames: int | None, slop_s: float
+) -> Iterable[Pair]:
+    """Pairs from a rosbag2 (raw or compressed topics), decoded as the node decodes them;
+    needs rclpy (``fusionsam_ros.bags.pairs``)."""
+    try:
+        from ..bags.pairs import BagPairs
+    except ImportError as exc:  # rclpy / sensor_msgs missing: the folder input still works
+        raise PairsError(f"reading a bag needs the ROS 2 Python packages: {exc}") from exc
+    return BagPairs(bag, rgb_topic, thermal_topic, frames, slop_s)
 
 
 def open_pairs(args: argparse.Namespace) -> Iterable[Pair]:

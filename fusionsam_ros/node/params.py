@@ -14,8 +14,8 @@ from typing import Any
 
 from fusionsam_model.runtime.registration import HomographyError, parse_homography
 
-from .qos import RELIABLE, SENSOR_DATA
-from .topics import RGB_TOPIC, THERMAL_TOPIC
+from ..qos import RELIABLE, SENSOR_DATA
+from ..topics import RGB_TOPIC, THERMAL_TOPIC
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .ros_time import stamp_ns
+from ..ros_time import stamp_ns
 
 try:  # the ROS-native path comes first; FUSIONSAM_ROS_FALLBACK=1 forces the own one (tests)
     if os.environ.get("FUSIONSAM_ROS_FALLBACK") == "1":
@@ -42,7 +42,7 @@ RGB, THERMAL = 0, 1
 class ApproximateTimePairer:
     """Own two-stream approximate-time synchroniser (see module docstring for the policy)."""
 
-    impl = "fusionsam_ros.sync"
+    impl = "fusionsam_ros.node.sync"
 
     def __init__(self, queue_size: int, slop_s: float, callback: PairCallback) -> None:
         if queue_size < 1:

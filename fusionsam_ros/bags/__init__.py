@@ -1,0 +1,1 @@
+"""rosbag2 tools: writer (``fusionsam-make-bag``), player (``fusionsam-play``), paired reader."""

@@ -1,0 +1,1 @@
+"""Streamed evaluation against the running node (``fusionsam-evaluate``) and its plots."""

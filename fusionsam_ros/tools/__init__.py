@@ -1,0 +1,1 @@
+"""Command-line tools on top of the node, bags and evaluation: demo, node bench, calibrate."""
