@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusionsam_model.modeling.composition import NUM_MAPS
 from fusionsam_model.modeling.discriminator import (
     PatchDiscriminator,
     adaptive_adversarial_weight,
     hinge_d_loss,
     hinge_g_loss,
 )
-from fusionsam_model.modeling.composition import NUM_MAPS
 from fusionsam_model.modeling.fmp import MODES, FusionMaskPrompting
 from fusionsam_model.modeling.lstg import ConvStem, LSTGAutoencoder
 

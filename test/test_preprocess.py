@@ -108,5 +108,3 @@ def test_unletterbox_labels_round_trip():
     assert np.all(labels[:480, 450:] == 0)
     # rows 40-47 of 48 -> bottom sixth (from y=500); without the crop it would start at 375
     assert np.all(labels[520:, :] == 2) and np.all(labels[:480, :350] == 1)
-
-
