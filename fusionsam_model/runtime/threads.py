@@ -28,11 +28,15 @@ def passive_wait_policy() -> bool:
 
 
 def set_torch_threads(threads: int | None) -> int:
-    """``torch.set_num_threads(threads)`` when > 0; returns the count torch now uses."""
+    """``torch.set_num_threads(threads)`` when > 0, and the same count for OpenCV (the
+    pre-processing and the fused image's composition run in OpenCV, whose own thread pool
+    otherwise takes every core); returns the count torch now uses."""
+    import cv2
     import torch
 
     if threads:
         torch.set_num_threads(int(threads))
+        cv2.setNumThreads(int(threads))
     return torch.get_num_threads()
 
 
