@@ -7,6 +7,9 @@ go through it so they measure and publish the same thing.
 
 from __future__ import annotations
 
+import fusionsam_model.runtime.threads  # noqa: F401  (process policy: threads, freed memory)
+
+# isort: split
 import os
 import time
 from collections.abc import Sequence

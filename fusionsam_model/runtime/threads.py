@@ -9,16 +9,45 @@ import first. A value the user set is kept.
 
 onnxruntime has its own thread pool with the same habit; ``ort_session_options``
 switches its spinning off.
+
+Memory, for the same reason (a per-frame loop on a shared CPU): glibc hands every freed block
+above its mmap threshold (128 KB at start) back to the kernel, so each 640 x 480 float plane
+of the post-processing is page-faulted in again on the next frame. In a process that has run
+the model this cost 4-5 ms of the fused image's 8 ms composition per pair (and 8 ms of 52 ms
+end to end, `fusionsam-bench`, 2026-12-06). ``keep_freed_memory`` raises glibc's mmap and
+trim thresholds at import, so freed blocks are reused; a ``MALLOC_*`` variable the user set
+is kept.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from typing import Any
 
 _TORCH_LOADED_BEFORE = "torch" in sys.modules
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest allowed value on 64-bit (a 1080p plane is 8 MB)
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap / trim thresholds (see the module docstring); False where it does
+    not apply (not glibc, or the user tuned malloc with MALLOC_* variables)."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mmap_ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    trim_ok = libc.mallopt(M_TRIM_THRESHOLD, 4 * MMAP_THRESHOLD_BYTES) == 1
+    return mmap_ok and trim_ok
+
+
+FREED_MEMORY_KEPT = keep_freed_memory()
 
 
 def passive_wait_policy() -> bool:
