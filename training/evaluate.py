@@ -208,27 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
     from fusionsam_model.runtime.threads import set_torch_threads
 
-    if args.threads:
-        import cv2
-
-        set_torch_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    set_torch_threads(args.threads)  # torch and OpenCV; None keeps their defaults
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
-    if args.boxes is not None:
-        try:
-            segmenter = Segmenter.from_checkpoint(
-                checkpoint,
-                device=args.device,
-                precision=args.precision,
-                backend=args.backend,
-                thermal_homography=args.thermal_homography,
-            )
-        except CheckpointError as exc:
-            print(f"evaluate: error: {exc}", file=sys.stderr)
-            return 2
-        return run_boxes(args, segmenter, checkpoint)
     try:  # bad input is a message and exit 2, not a traceback
-        dataset = open_dataset(args.data, args.split, layout=args.layout)
+        dataset = None
+        if args.boxes is None:
+            dataset = open_dataset(args.data, args.split, layout=args.layout)
         segmenter = Segmenter.from_checkpoint(
             checkpoint,
             device=args.device,
@@ -239,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
+    if dataset is None:
+        return run_boxes(args, segmenter, checkpoint)
     if dataset.class_table.name != segmenter.class_table.name:
         raise SystemExit(
             f"evaluate: checkpoint {checkpoint} predicts the '{segmenter.class_table.name}' classes "

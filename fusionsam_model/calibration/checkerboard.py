@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
+from fusionsam_model.calibration.pairs import PairScreen
 from fusionsam_model.calibration.result import Calibration, Pair
 from fusionsam_model.calibration.targetless import AlignmentError, grey
 
@@ -55,33 +56,22 @@ def canonical(corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def calibrate(pairs: Iterable[Pair], size: tuple[int, int], progress: bool = False) -> Calibration:
     """Corners of every pair where the board is found in both images -> RANSAC homography;
     AlignmentError when no pair shows it in both."""
-    from tqdm import tqdm
-
-    thermal_pts, rgb_pts, used, rejected = [], [], [], []
-    sizes = None
-    total = 0
-    for pair in tqdm(pairs, desc="frames", unit="pair", disable=not progress):
-        total += 1
-        if pair.error:
-            rejected.append((pair.name, pair.error))
-            continue
-        hw = (pair.thermal.shape[:2], pair.rgb.shape[:2])
-        if sizes is not None and hw != sizes:
-            rejected.append((pair.name, f"sizes {hw} differ from the first pair's {sizes}"))
-            continue
+    screen = PairScreen()
+    thermal_pts, rgb_pts, used = [], [], []
+    for pair in screen.screen(pairs, progress):
         t = find_corners(pair.thermal, size)
         r = find_corners(pair.rgb, size)
         if t is None or r is None:
             where = " and ".join(w for w, c in (("thermal", t), ("RGB", r)) if c is None)
-            rejected.append((pair.name, f"no {size[0]}x{size[1]} checkerboard found in {where}"))
+            screen.reject(pair, f"no {size[0]}x{size[1]} checkerboard found in {where}")
             continue
-        sizes = hw
+        screen.accept(pair)
         thermal_pts.append(t)
         rgb_pts.append(r)
         used.append(pair.name)
     if not used:
-        why = "; ".join(f"{n}: {r}" for n, r in rejected[:5]) or "no pairs given"
-        raise AlignmentError(f"the checkerboard is in no pair's both images: {why}")
+        raise AlignmentError(f"the checkerboard is in no pair's both images: {screen.reasons()}")
+    sizes, total, rejected = screen.sizes, screen.total, screen.rejected
     src, dst = np.concatenate(thermal_pts), np.concatenate(rgb_pts)
     h, inliers = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
     if h is None:

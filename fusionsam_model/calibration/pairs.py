@@ -8,7 +8,7 @@ spread evenly over the recording: neighbouring video frames add little new evide
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -89,3 +89,40 @@ class _FolderPairs:
     def __iter__(self) -> Iterator[Pair]:
         for name, vis, ir in self.entries:
             yield read_pair(name, vis, ir)
+
+
+class PairScreen:
+    """What both calibrators do with the incoming pairs: iterate them (with a progress bar),
+    pass on the readable ones whose sizes match the first accepted pair's, and keep every
+    left-out pair with its reason for the report."""
+
+    def __init__(self) -> None:
+        self.rejected: list[tuple[str, str]] = []
+        self.sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # thermal, RGB
+        self.total = 0
+
+    def screen(self, pairs: Iterable[Pair], progress: bool = False) -> Iterator[Pair]:
+        from tqdm import tqdm
+
+        for pair in tqdm(pairs, desc="frames", unit="pair", disable=not progress):
+            self.total += 1
+            if pair.error:
+                self.reject(pair, pair.error)
+                continue
+            hw = (pair.thermal.shape[:2], pair.rgb.shape[:2])
+            if self.sizes is not None and hw != self.sizes:
+                self.reject(pair, f"sizes {hw} differ from the first pair's {self.sizes}")
+                continue
+            yield pair
+
+    def accept(self, pair: Pair) -> None:
+        self.sizes = (pair.thermal.shape[:2], pair.rgb.shape[:2])
+
+    def reject(self, pair: Pair, reason: str) -> None:
+        self.rejected.append((pair.name, reason))
+
+    def reasons(self, shown: int = 5) -> str:
+        """The first rejections, for an AlignmentError message."""
+        why = "; ".join(f"{n}: {r}" for n, r in self.rejected[:shown]) or "no pairs given"
+        more = f" (+{len(self.rejected) - shown} more)" if len(self.rejected) > shown else ""
+        return why + more

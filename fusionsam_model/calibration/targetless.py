@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fusionsam_model.calibration.pairs import PairScreen
 from fusionsam_model.calibration.result import Calibration, Pair
 from fusionsam_model.runtime.registration import frame_corners, project
 
@@ -372,31 +373,18 @@ def calibrate(
     """Per-frame ECC, median of the corners, joint refinement; AlignmentError naming every
     frame's reason when no frame aligns. ``measure_residual`` refines two halves of the
     frames again to say how well they agree (``split_residual``)."""
-    from tqdm import tqdm
-
-    rejected: list[tuple[str, str]] = []
+    screen = PairScreen()
     accepted: list[tuple[FrameEstimate, np.ndarray, np.ndarray]] = []
-    sizes: tuple[tuple[int, int], tuple[int, int]] | None = None
-    total = 0
-    for pair in tqdm(pairs, desc="frames", unit="pair", disable=not progress):
-        total += 1
-        if pair.error:
-            rejected.append((pair.name, pair.error))
-            continue
-        hw = (pair.thermal.shape[:2], pair.rgb.shape[:2])
-        if sizes is not None and hw != sizes:
-            rejected.append((pair.name, f"sizes {hw} differ from the first pair's {sizes}"))
-            continue
+    for pair in screen.screen(pairs, progress):
         est = estimate_frame(pair.name, pair.thermal, pair.rgb, inits, min_correlation)
         if est.homography is None:
-            rejected.append((pair.name, est.reason))
+            screen.reject(pair, est.reason)
             continue
-        sizes = hw
+        screen.accept(pair)
         accepted.append((est, edge_map(pair.thermal), edge_map(pair.rgb)))
     if not accepted:
-        why = "; ".join(f"{n}: {r}" for n, r in rejected[:5]) or "no pairs given"
-        more = f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else ""
-        raise AlignmentError(f"no pair could be aligned: {why}{more}")
+        raise AlignmentError(f"no pair could be aligned: {screen.reasons()}")
+    sizes, total, rejected = screen.sizes, screen.total, screen.rejected
     thermal_hw, rgb_hw = sizes
     estimates = [e.homography for e, _, _ in accepted]
     step = max(1, len(accepted) / max(1, joint_frames))
