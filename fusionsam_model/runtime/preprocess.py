@@ -121,6 +121,9 @@ def normalize_thermal(
     if levels is None:
         return np.zeros(t.shape, np.float32)
     lo, hi = levels
+    if t.dtype == np.uint8:  # the same arithmetic on the 256 possible values, then a lookup
+        table = (np.arange(256, dtype=np.float32) - lo) * (1.0 / (hi - lo))
+        return cv2.LUT(t, np.clip(table, 0.0, 1.0).astype(np.float32))
     out = (t.astype(np.float32, copy=False) - lo) * (1.0 / (hi - lo))
     np.clip(out, 0.0, 1.0, out=out)
     if finite is not None:
