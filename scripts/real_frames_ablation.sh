@@ -12,5 +12,5 @@ case $row in
   no_lstg) extra=(model.lstg=false) ;;
   *) echo "unknown row $row (full | no_boxes | no_lstg)" >&2; exit 2 ;;
 esac
-OMP_NUM_THREADS=1 exec .venv/bin/python -m training.train --config training/configs/synth_tiny_real.yaml \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} exec .venv/bin/python -m training.train --config training/configs/synth_tiny_real.yaml \
   seg.epochs=8 train.seed="$seed" train.out_dir="runs/abl/${row}_s${seed}" train.progress=false "${extra[@]}"
