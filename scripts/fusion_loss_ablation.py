@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from fusionsam_model.data.box_datasets import select_names
+from fusionsam_model.data.box_datasets import BoxDataset, select_names
+from fusionsam_model.data.unlabelled import UnlabelledPairs
 from fusionsam_model.modeling.composition import compose
 from fusionsam_model.runtime.checkpoint import load_checkpoint, save_checkpoint
 from fusionsam_model.runtime.preprocess import preprocess_pair
@@ -39,21 +39,11 @@ VARIANTS = {
 
 
 def real_pairs(roadscene: Path, msrs_dev: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """RoadScene's pairs and msrs_dev's TRAINING part (never its held-out frames)."""
-    paths = [
-        (p, roadscene / "infrared" / p.name) for p in sorted((roadscene / "visible").glob("*"))
-    ]
-    paths += [
-        (msrs_dev / "vi" / f"{n}.png", msrs_dev / "ir" / f"{n}.png")
-        for n in select_names(msrs_dev, "train")
-    ]
-    pairs = []
-    for vi, ir in paths:
-        rgb, th = cv2.imread(str(vi), cv2.IMREAD_COLOR), cv2.imread(str(ir), cv2.IMREAD_GRAYSCALE)
-        if rgb is None or th is None or rgb.shape[:2] != th.shape[:2]:
-            raise SystemExit(f"cannot read a registered pair from {vi} and {ir}")
-        pairs.append((rgb[:, :, ::-1].copy(), th))
-    return pairs
+    """RoadScene's pairs and msrs_dev's TRAINING part (never its held-out frames), read by
+    the project's own readers (UnlabelledPairs, BoxDataset)."""
+    road = UnlabelledPairs(roadscene, "visible", "infrared")
+    msrs = BoxDataset(msrs_dev, select_names(msrs_dev, "train"))
+    return [(s.rgb, s.thermal) for ds in (road, msrs) for s in (ds[i] for i in range(len(ds)))]
 
 
 def main() -> int:
