@@ -471,12 +471,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="model for the agreement (bundled)")
     p.add_argument("--skip", default="", help="comma list of: cost,dataset,"
                    "recovery,night,unrelated,agreement")  # fmt: skip
+    p.add_argument("--sources", default="", help="comma list of roadscene,msrs_day,"
+                   "msrs_night (default: all there are)")  # fmt: skip
+    p.add_argument("--thermal-fraction", type=float, default=THERMAL_FRACTION,
+                   help="simulated thermal frame side / RGB frame side (1.0: the same "
+                   "size, i.e. the registered image warped in place)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/registration_study")
     args = p.parse_args(argv)
+    globals()["THERMAL_FRACTION"] = args.thermal_fraction
     cv2.setNumThreads(1)  # one core: the figures do not depend on the machine's load as much
     skip = set(filter(None, args.skip.split(",")))
     sources = load_sources()
+    wanted = set(filter(None, args.sources.split(",")))
+    sources = [s for s in sources if not wanted or s.name in wanted]
     if not sources:
         print(f"no data under {DATA} (roadscene/, msrs_dev/)", file=sys.stderr)
         return 2

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from fusionsam_model.modeling.composition import NUM_MAPS, compose, compose_numpy, luminance
+from fusionsam_model.modeling.composition import (
+    NUM_MAPS,
+    compose,
+    compose_numpy,
+    luminance,
+    visible_detail_wins,
+    visible_detail_wins_numpy,
+)
 
 
 def _pair(h: int = 96, w: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,3 +103,24 @@ def test_composition_keeps_the_camera_size(hw: tuple[int, int]) -> None:
     rgb, th = _pair(*hw)
     out = compose_numpy(rgb, th, _maps(0.0, 0.0, (hw[0] // 10 + 1, hw[1] // 10 + 1)))
     assert out.shape == (*hw, 3) and out.dtype == np.uint8
+
+
+def test_detail_choice_is_local_so_an_edge_stays_one_cameras() -> None:
+    """Visible texture on the left, thermal texture on the right, weak noise in the other
+    camera: the choice follows the regions (a per-pixel max-abs choice flips to the
+    noise wherever the texture crosses zero)."""
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    strong = cv2.GaussianBlur(rng.normal(0, 40, (h, w)).astype(np.float32), (3, 3), 1.0)
+    weak = rng.normal(0, 6, (h, w)).astype(np.float32)
+    y = np.where(np.arange(w) < w // 2, strong, weak) + 128
+    t = np.where(np.arange(w) < w // 2, weak, strong) + 128
+    base = np.full((h, w), 128, np.float32)
+    wins = visible_detail_wins_numpy(y, base, t, base) > 0
+    left, right = np.s_[:, 8 : w // 2 - 8], np.s_[:, w // 2 + 8 : -8]
+    assert wins[left].mean() > 0.99 and wins[right].mean() < 0.01
+    per_pixel = np.abs(y - 128) >= np.abs(t - 128)
+    assert per_pixel[left].mean() < 0.97  # what the local choice avoids
+    d = torch.from_numpy(np.stack([y - 128, t - 128]))[:, None]
+    torch_wins = visible_detail_wins(d[0:1], d[1:2])[0, 0].numpy()
+    assert (torch_wins == wins).mean() > 0.99

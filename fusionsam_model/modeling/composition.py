@@ -23,8 +23,11 @@ version took 8 ms there). ``test_composition`` checks the two agree. The steps:
    coarse guide (mean of Y and T) and applied to the full-resolution guide, so a weight
    edge follows an image edge instead of a 10-pixel bilinear ramp (the detail gain is
    smooth by nature: bilinear);
-4. detail: per pixel the stronger of the two cameras' details (max-abs choice, as
-   multi-scale fusion methods do), times the gain;
+4. detail: the camera whose detail is locally stronger (the absolute detail averaged at
+   half resolution under a 7 x 7 Gaussian, ~14 camera pixels, then compared), times the
+   gain. A per-pixel max-abs choice switched camera from pixel to pixel inside textured
+   areas and broke edges apart; the local choice keeps an edge from one camera (40
+   RoadScene pairs: Qabf 0.541 -> 0.600, Mutinf 2.59 -> 2.68, ``scripts/composition_study.py``);
 5. Y_f = w B_y + (1 - w) B_t + gain * D; colour: the visible chroma is kept (YCbCr), so
    colours stay the visible camera's.
 """
@@ -41,6 +44,8 @@ NUM_MAPS = 2  # base weight, detail gain
 LUMA = (0.299, 0.587, 0.114)
 GUIDE_RADIUS = 1  # box radius of the guided filter, in decision-grid cells
 GUIDE_EPS = 1e-3  # guided-filter regulariser (image values in [0, 1])
+CHOICE_KSIZE, CHOICE_SIGMA = 7, 1.4  # Gaussian of the detail-activity comparison (half res)
+_CHOICE_KERNEL = cv2.getGaussianKernel(CHOICE_KSIZE, CHOICE_SIGMA).astype(np.float32)
 
 
 def luminance(rgb: Tensor) -> Tensor:
@@ -72,6 +77,21 @@ def guided_upsample(guide_low: Tensor, guide: Tensor, maps_low: Tensor) -> Tenso
     return _up(_box(a, GUIDE_RADIUS), hw) * guide + _up(_box(b, GUIDE_RADIUS), hw)
 
 
+def visible_detail_wins(d_y: Tensor, d_t: Tensor) -> Tensor:
+    """(B, 1, H, W) details -> bool mask where the visible detail is locally stronger:
+    |detail| averaged to half resolution, Gaussian-smoothed, compared, nearest back up."""
+    hw = (d_y.shape[-2], d_y.shape[-1])
+    half = (-(-hw[0] // 2), -(-hw[1] // 2))
+    act = F.interpolate(torch.cat([d_y.abs(), d_t.abs()], dim=1), size=half, mode="area")
+    k = torch.from_numpy(_CHOICE_KERNEL[:, 0]).to(act)
+    r = CHOICE_KSIZE // 2
+    act = F.pad(act, (r, r, r, r), mode="reflect")
+    act = F.conv2d(act, k.view(1, 1, 1, -1).expand(2, 1, 1, -1), groups=2)
+    act = F.conv2d(act, k.view(1, 1, -1, 1).expand(2, 1, -1, 1), groups=2)
+    wins = (act[:, 0:1] >= act[:, 1:2]).to(d_y.dtype)
+    return F.interpolate(wins, size=hw, mode="nearest") > 0.5
+
+
 def compose(rgb: Tensor, thermal: Tensor, maps: Tensor) -> Tensor:
     """rgb (B, 3, H, W), thermal (B, 1, H, W) in [0, 1] and decision logits (B, 2, h, w)
     on the coarse grid covering the same field of view -> fused (B, 3, H, W) in [0, 1]."""
@@ -88,7 +108,7 @@ def compose(rgb: Tensor, thermal: Tensor, maps: Tensor) -> Tensor:
     w = guided_upsample(guide_low, guide, p[:, 0:1]).clamp(0.0, 1.0)
     gain = 2.0 * _up(p[:, 1:2], hw)
     d_y, d_t = detail[:, 0:1], detail[:, 1:2]
-    detail_max = torch.where(d_y.abs() >= d_t.abs(), d_y, d_t)
+    detail_max = torch.where(visible_detail_wins(d_y, d_t), d_y, d_t)
     fused_y = base[:, 1:2] + w * (base[:, 0:1] - base[:, 1:2]) + gain * detail_max
     return (rgb + (fused_y.clamp(0.0, 1.0) - y)).clamp(0.0, 1.0)
 
@@ -96,6 +116,18 @@ def compose(rgb: Tensor, thermal: Tensor, maps: Tensor) -> Tensor:
 def _box_np(x: np.ndarray) -> np.ndarray:
     k = 2 * GUIDE_RADIUS + 1
     return cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT_101)
+
+
+def visible_detail_wins_numpy(y: np.ndarray, base_y: np.ndarray, t: np.ndarray, base_t: np.ndarray):
+    """``visible_detail_wins`` with OpenCV: uint8 mask (255 where visible wins), full size."""
+    h, w = y.shape
+    half = (-(-w // 2), -(-h // 2))
+    act_y = cv2.resize(cv2.absdiff(y, base_y), half, interpolation=cv2.INTER_AREA)
+    act_t = cv2.resize(cv2.absdiff(t, base_t), half, interpolation=cv2.INTER_AREA)
+    act_y = cv2.sepFilter2D(act_y, -1, _CHOICE_KERNEL, _CHOICE_KERNEL)
+    act_t = cv2.sepFilter2D(act_t, -1, _CHOICE_KERNEL, _CHOICE_KERNEL)
+    wins = cv2.compare(act_y, act_t, cv2.CMP_GE)
+    return cv2.resize(wins, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def compose_numpy(rgb: np.ndarray, thermal: np.ndarray, maps: np.ndarray) -> np.ndarray:
@@ -125,9 +157,9 @@ def compose_numpy(rgb: np.ndarray, thermal: np.ndarray, maps: np.ndarray) -> np.
     cv2.add(weight, cv2.resize(_box_np(b), (w, h), interpolation=cv2.INTER_LINEAR), dst=weight)
     np.clip(weight, 0.0, 1.0, out=weight)
     gain = cv2.resize(p[1], (w, h), interpolation=cv2.INTER_LINEAR)
+    y_wins = visible_detail_wins_numpy(y, base_y, t, base_t)
     d_y, d_t = cv2.subtract(y, base_y), cv2.subtract(t, base_t)
-    y_wins = cv2.compare(cv2.absdiff(y, base_y), cv2.absdiff(t, base_t), cv2.CMP_GE)
-    cv2.copyTo(d_y, y_wins, d_t)  # d_t now holds the stronger detail of the two
+    cv2.copyTo(d_y, y_wins, d_t)  # d_t now holds the locally stronger detail of the two
     cv2.multiply(d_t, gain, dst=d_t, scale=2.0)
     cv2.subtract(base_y, base_t, dst=base_y)
     cv2.multiply(base_y, weight, dst=base_y)

@@ -26,6 +26,7 @@ from fusionsam_model.runtime.backends import Backend, make_backend
 from fusionsam_model.runtime.preprocess import (
     Letterbox,
     ThermalRange,
+    frame_levels,
     normalize_thermal,
     preprocess_batch,
     rgb_to_uint8,
@@ -246,8 +247,9 @@ class Segmenter:
                 self.registration.warp(t, np.shape(r)[:2])
                 for r, t in zip(rgbs, thermals, strict=True)
             ]
+        levels = [frame_levels(t, self.thermal_range, self.thermal_percentiles) for t in thermals]
         rgb, thermal, boxes = preprocess_batch(
-            rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles
+            rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles, levels
         )
         if self.thread_tuner is not None:
             self.thread_tuner.before_call()
@@ -264,8 +266,8 @@ class Segmenter:
         fused: list[np.ndarray | None] = [None] * len(boxes)
         if return_fused:
             fused = [
-                self.compose_fused(r, t, out.fusion_maps[i], box)
-                for i, (r, t, box) in enumerate(zip(rgbs, thermals, boxes, strict=True))
+                self.compose_fused(r, t, out.fusion_maps[i], box, lv)
+                for i, (r, t, box, lv) in enumerate(zip(rgbs, thermals, boxes, levels, strict=True))
             ]
         t4 = time.perf_counter()
         timings = {
@@ -281,14 +283,20 @@ class Segmenter:
         ]
 
     def compose_fused(
-        self, rgb: np.ndarray, thermal: np.ndarray, maps: torch.Tensor, box: Letterbox
+        self,
+        rgb: np.ndarray,
+        thermal: np.ndarray,
+        maps: torch.Tensor,
+        box: Letterbox,
+        levels: ThermalRange | None = None,
     ) -> np.ndarray:
         """The published fused image: composed at the camera's resolution from its own
         pixels by the network's decision maps (``modeling.composition``), the same for
         every backend. The maps cover the letterboxed S x S input at S/4: only the cells
-        over the image are used."""
+        over the image are used. The thermal image enters with the levels the model read
+        (``levels`` from ``frame_levels``; measured again when not given)."""
         cell = box.size // maps.shape[-1]
         rh, rw = box.resized_hw
         crop = maps[:, : -(-rh // cell), : -(-rw // cell)].float().cpu().numpy()
-        th = normalize_thermal(thermal, self.thermal_range, self.thermal_percentiles)
+        th = normalize_thermal(thermal, levels or self.thermal_range, self.thermal_percentiles)
         return compose_numpy(rgb_to_uint8(rgb), th, crop)
