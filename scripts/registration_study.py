@@ -363,21 +363,11 @@ def warp_cost() -> dict:
     return out
 
 
-def same_view(infrared: np.ndarray, unseen: np.ndarray | None) -> np.ndarray:
-    """The registered infrared image with what a narrower thermal camera does not see set
-    to the node's neutral value (the median of the seen pixels)."""
-    if unseen is None:
-        return infrared
-    out = infrared.copy()
-    out[unseen] = np.median(infrared[~unseen])
-    return out
-
-
 def agreement(sources: list[Sequence_], args: argparse.Namespace, rng) -> dict:
     """Segmenter with the estimated homography on the warped stream vs on the registered
     pair: share of equal labels over the RGB pixels the thermal camera sees. The same with
-    the true G ("oracle") separates the calibration's part from the resampling and the
-    neutral fill's."""
+    the true G ("oracle") separates the calibration's part from that of the resampling and
+    of the narrower view (the model sees no thermal context outside it)."""
     from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
@@ -398,16 +388,8 @@ def agreement(sources: list[Sequence_], args: argparse.Namespace, rng) -> dict:
                 "estimated": Segmenter.from_checkpoint(checkpoint, thermal_homography=h),
                 "oracle": Segmenter.from_checkpoint(checkpoint, thermal_homography=g),
             }
-            true_unseen = Registration(g).layout(t_hw, rgb_hw).uncovered
             for name, rgb, ir in clip[: args.agreement_frames]:
-                # the registered pair as is, and with the thermal pixels outside the thermal
-                # camera's view replaced by the same neutral value (same information)
-                references = {
-                    "full": registered.predict(rgb, ir, return_fused=False).labels,
-                    "same_view": registered.predict(
-                        rgb, same_view(ir, true_unseen), return_fused=False
-                    ).labels,
-                }
+                references = {"full": registered.predict(rgb, ir, return_fused=False).labels}
                 thermal = thermal_camera(ir, g, t_hw)
                 row = {"source": seq.name, "case": c, "name": name, "error_px": err}
                 for key, segmenter in streams.items():
@@ -464,7 +446,12 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=24, help="multi-frame cases")
-    p.add_argument("--frames", type=int, default=12, help="frames per multi-frame case")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=30,
+        help="frames per multi-frame case (fusionsam-calibrate's default)",
+    )
     p.add_argument("--single", type=int, default=24, help="single-frame cases")
     p.add_argument("--agreement-cases", type=int, default=2, help="cases per msrs sequence")
     p.add_argument("--agreement-frames", type=int, default=4, help="frames scored per case")

@@ -106,9 +106,12 @@ def test_warp_by_a_known_shift_and_the_unseen_pixels() -> None:
     seen[6:86, 10:110] = True
     assert reg.uncovered_share == pytest.approx(1 - seen.mean())
     assert reg.coverage((80, 100), (96, 128)) == pytest.approx(seen.mean())
-    fill = np.unique(out[~seen])
-    assert len(fill) == 1  # one neutral value: the median of the seen pixels (on a grid)
-    assert abs(float(fill[0]) - float(np.median(thermal))) < 0.02 * 59000
+    # unseen pixels continue the nearest edge pixel of the thermal image
+    np.testing.assert_array_equal(out[:6, 10:110], np.repeat(thermal[:1], 6, axis=0))
+    np.testing.assert_array_equal(out[90, 10:110], thermal[-1])
+    np.testing.assert_array_equal(out[6:86, :10], np.repeat(thermal[:, :1], 10, axis=1))
+    np.testing.assert_array_equal(out[6:86, 127], thermal[:, -1])
+    assert out[0, 0] == thermal[0, 0] and out[95, 127] == thermal[-1, -1]
 
 
 def test_warp_by_a_known_homography_matches_the_mapping_and_keeps_precision() -> None:
@@ -170,6 +173,12 @@ def test_segmenter_with_a_homography_predicts_on_the_warped_thermal() -> None:
     got = segmenter.predict(rgb, thermal)
     np.testing.assert_array_equal(got.labels, expected.labels)
     assert segmenter.thermal_homography == SHIFT
+    # the fused image shows the visible camera alone where the thermal camera sees nothing
+    seen = np.zeros((60, 80), bool)
+    seen[6:56, 10:80] = True
+    np.testing.assert_array_equal(got.fused[~seen], rgb[~seen])
+    np.testing.assert_array_equal(got.fused[seen], expected.fused[seen])
+    assert not np.array_equal(expected.fused[~seen], rgb[~seen])  # composed without it
 
 
 # --- fusionsam-calibrate -----------------------------------------------------------------

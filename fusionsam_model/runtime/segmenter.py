@@ -242,11 +242,14 @@ class Segmenter:
         With a ``thermal_homography`` each thermal frame is first warped into its RGB
         frame (counted in "preprocess")."""
         t0 = time.perf_counter()
+        unseen: list[np.ndarray | None] = [None] * len(rgbs)
         if self.registration is not None:
-            thermals = [
-                self.registration.warp(t, np.shape(r)[:2])
-                for r, t in zip(rgbs, thermals, strict=True)
+            hws = [np.shape(r)[:2] for r in rgbs]
+            unseen = [
+                self.registration.layout(np.shape(t)[:2], hw).uncovered
+                for t, hw in zip(thermals, hws, strict=True)
             ]
+            thermals = [self.registration.warp(t, hw) for t, hw in zip(thermals, hws, strict=True)]
         levels = [frame_levels(t, self.thermal_range, self.thermal_percentiles) for t in thermals]
         rgb, thermal, boxes = preprocess_batch(
             rgbs, thermals, self.input_size, self.thermal_range, self.thermal_percentiles, levels
@@ -266,8 +269,10 @@ class Segmenter:
         fused: list[np.ndarray | None] = [None] * len(boxes)
         if return_fused:
             fused = [
-                self.compose_fused(r, t, out.fusion_maps[i], box, lv)
-                for i, (r, t, box, lv) in enumerate(zip(rgbs, thermals, boxes, levels, strict=True))
+                self.compose_fused(r, t, out.fusion_maps[i], box, lv, u)
+                for i, (r, t, box, lv, u) in enumerate(
+                    zip(rgbs, thermals, boxes, levels, unseen, strict=True)
+                )
             ]
         t4 = time.perf_counter()
         timings = {
@@ -289,14 +294,21 @@ class Segmenter:
         maps: torch.Tensor,
         box: Letterbox,
         levels: ThermalRange | None = None,
+        unseen: np.ndarray | None = None,
     ) -> np.ndarray:
         """The published fused image: composed at the camera's resolution from its own
         pixels by the network's decision maps (``modeling.composition``), the same for
         every backend. The maps cover the letterboxed S x S input at S/4: only the cells
         over the image are used. The thermal image enters with the levels the model read
-        (``levels`` from ``frame_levels``; measured again when not given)."""
+        (``levels`` from ``frame_levels``; measured again when not given). Where the
+        thermal camera sees nothing (``unseen``, from the registration) the fused image is
+        the visible image: the warped thermal pixels there only continue its edge."""
         cell = box.size // maps.shape[-1]
         rh, rw = box.resized_hw
         crop = maps[:, : -(-rh // cell), : -(-rw // cell)].float().cpu().numpy()
         th = normalize_thermal(thermal, levels or self.thermal_range, self.thermal_percentiles)
-        return compose_numpy(rgb_to_uint8(rgb), th, crop)
+        visible = rgb_to_uint8(rgb)
+        fused = compose_numpy(visible, th, crop)
+        if unseen is not None:
+            np.copyto(fused, visible, where=unseen[:, :, None])
+        return fused

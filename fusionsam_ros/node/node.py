@@ -480,8 +480,8 @@ class FusionSAMPipeline:
             "conversion_impl": conv.CONVERSION_IMPL,
             "parameters": results_summary(p),  # effective values, live changes included
         }
-        # share of the last frame's RGB pixels the thermal camera does not see (filled with
-        # the neutral value); 0 without thermal_homography (the thermal image covers all)
+        # share of the last frame's RGB pixels the thermal camera does not see (its edge
+        # continued there); 0 without thermal_homography (the thermal image covers all)
         registration = self.segmenter.registration
         uncovered = 0.0 if registration is None else registration.uncovered_share
         info["thermal_uncovered_share"] = "n/a" if uncovered is None else f"{uncovered:.4f}"
