@@ -366,28 +366,36 @@ def test_label_sets_merge_same_class_above_iou_half():
 # ---------------------------------------------------------------- the held-out split
 
 
-def test_split_is_the_last_third_of_day_and_of_night_names():
-    day = [f"{i:05d}D" for i in (55, 81, 85, 91, 95, 99, 103)]  # 7 -> 3 held out
-    night = [f"{i:05d}N" for i in (4, 8, 12, 16, 681, 686)]  # 6 -> 2 held out
+def test_split_holds_out_the_2nd_and_5th_of_six_blocks_with_guards():
+    day = [f"{i:05d}D" for i in range(10, 22)]  # 12 names -> blocks of 2
+    night = [f"{i:05d}N" for i in (4, 8, 12, 16, 681, 686)]  # 6 names -> blocks of 1
     names = day + night
     random.Random(0).shuffle(names)
     train, holdout = msrs_dev_split(names)
-    assert holdout == ["00095D", "00099D", "00103D", "00681N", "00686N"]
-    assert sorted(train + holdout) == sorted(day + night)
+    # day blocks [10,11] [12,13] [14,15] [16,17] [18,19] [20,21]: hold 12-13 and 18-19,
+    # guards 11, 14, 17, 20; night: hold 8 and 681, guards 4, 12, 16, 686
+    assert holdout == ["00008N", "00012D", "00013D", "00018D", "00019D", "00681N"]
+    assert train == ["00010D", "00015D", "00016D", "00021D"]
     assert not set(train) & set(holdout)
     assert msrs_dev_split(list(reversed(names))) == (train, holdout)
+    # fewer than six names: some blocks are empty; two names fall in blocks 2 and 5
+    assert msrs_dev_split(["00001D", "00002D"]) == ([], ["00001D", "00002D"])
     with pytest.raises(ValueError, match="without a D"):
         msrs_dev_split(["00001D", "frame7"])
 
 
 @needs_msrs
-def test_msrs_dev_split_holds_out_13_day_and_18_night_frames():
+def test_msrs_dev_split_holds_out_13_day_and_16_night_frames():
     names = select_names(MSRS, "all")
     train, holdout = msrs_dev_split(names)
-    assert (len(train), len(holdout)) == (60, 31)
+    assert (len(train), len(holdout)) == (54, 29)
     day = sorted(n for n in names if n.endswith("D"))
     night = sorted(n for n in names if n.endswith("N"))
-    assert holdout == sorted(day[-13:] + night[-18:])
+    assert holdout == sorted(day[6:13] + day[26:32] + night[9:17] + night[35:43])
+    guards = {day[5], day[13], day[25], day[32], night[8], night[17], night[34], night[43]}
+    assert set(train) == set(names) - set(holdout) - guards
+    # both parts hold bicycles by day (the reason for two blocks)
+    assert {"00196D", "00200D"} <= set(holdout) and {"00229D", "00233D"} <= set(train)
     assert select_names(MSRS, "holdout") == holdout and select_names(MSRS, "train") == train
 
 
@@ -533,6 +541,6 @@ def test_make_bag_writes_folder_pairs_with_names_and_no_label_topic(tmp_path):
             if c.topic == "label/name"
         ]
     assert topics == {"rgb/image", "thermal/image", "label/name"}
-    assert got == ["00003D", "00006N"]  # the last third of the day and of the night names
+    assert got == ["00001D", "00004N"]  # 3 names a condition: only block 2 holds one
     assert make_bag(["--data", str(root), "--layout", "pairs", "--names", "nofile.txt",
                      "--out", str(tmp_path / "bag2")]) == 2  # fmt: skip

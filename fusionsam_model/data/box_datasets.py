@@ -10,7 +10,6 @@ Layout (``../shared/data/msrs_dev``): ``ROOT/vi/NAME.png`` (RGB), ``ROOT/ir/NAME
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +35,22 @@ MSRS_BOX_MAP = "person=person,bicycle=bike,car=car"  # box classes.txt -> MFNet 
 NAME_SELECTIONS = ("all", "train", "holdout")
 
 
+HOLDOUT_BLOCKS = (1, 4)  # of SPLIT_BLOCKS contiguous blocks per condition (0-based)
+SPLIT_BLOCKS = 6
+
+
 def msrs_dev_split(names: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split frames by name range, never at random: ``(train_names, holdout_names)``.
 
     Frames in a sequence are a few video frames apart, so neighbours look alike and a
     random split would leak the held-out frames into training. Day names (``…D``) and
-    night names (``…N``) are sorted separately; the held-out part is the last third,
-    ``ceil(n / 3)`` names, of each sorted list; the rest is the training part. Both lists
-    come back sorted; the result depends only on the set of names (deterministic). For
-    msrs_dev's 39 day + 52 night names: 13 + 18 held out, 26 + 34 for training.
+    night names (``…N``) are sorted separately and each list is cut into six contiguous
+    blocks; the 2nd and the 5th are held out, so both parts span the whole drive (with
+    one held-out stretch at the end, msrs_dev's training part had no bicycle by day).
+    The name just before and just after each held-out block is a **guard**: in neither
+    part, so no training frame is the direct neighbour of a held-out one. Both lists come
+    back sorted; the result depends only on the set of names. For msrs_dev's 39 day +
+    52 night names: 13 + 16 held out, 22 + 32 for training, 8 guards.
     """
     unique = sorted(set(names))
     other = [n for n in unique if condition_of(n) is None]
@@ -54,9 +60,17 @@ def msrs_dev_split(names: Iterable[str]) -> tuple[list[str], list[str]]:
     holdout: list[str] = []
     for cond in (DAY, NIGHT):
         group = [n for n in unique if condition_of(n) == cond]
-        cut = len(group) - math.ceil(len(group) / 3)
-        train += group[:cut]
-        holdout += group[cut:]
+        edges = [round(i * len(group) / SPLIT_BLOCKS) for i in range(SPLIT_BLOCKS + 1)]
+        held: set[int] = set()
+        guard: set[int] = set()
+        for block in HOLDOUT_BLOCKS:
+            start, end = edges[block], edges[block + 1]
+            if start == end:  # fewer than six names: the block is empty
+                continue
+            held.update(range(start, end))
+            guard.update(i for i in (start - 1, end) if 0 <= i < len(group))
+        holdout += [group[i] for i in sorted(held)]
+        train += [n for i, n in enumerate(group) if i not in held and i not in guard]
     return sorted(train), sorted(holdout)
 
 
