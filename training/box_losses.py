@@ -12,6 +12,12 @@ A box of class c says two things a loss can use without a mask:
 
 Boxes are grown by 10 % of their size + 2 px per side for the negatives (the box-level
 evaluation's precision rule), so a loose box edge is not penalised.
+
+The bags alone are met by a *dotted* mask (one pixel per row and column is enough), and
+that is what the first real-frame models learnt. BoxInst's answer is a pairwise term:
+neighbouring pixels that look alike carry the same label (``pairwise_affinity_loss``; here
+on the logit grid, "look alike" in RGB *and* thermal), which fills an object between its
+bag maxima and keeps a dot of another class out of it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import torch.nn.functional as F
 
 GROW = 0.1  # share of the box size added per side (negatives)
 GROW_PX = 2.0  # plus this many input pixels per side
+PAIR_SIGMA = 0.1  # image distance scale of the pairwise similarity (values in [0, 1])
+PAIR_TAU = 0.5  # pairs at least this similar must agree (distance <= sigma * ln 2)
+PAIR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each of the 8 neighbours once
 
 
 def _grid_box(box: torch.Tensor, cell: float, h: int, w: int) -> tuple[int, int, int, int]:
@@ -79,3 +88,42 @@ def box_losses(
     mil = torch.stack(bag_terms).mean() if bag_terms else log_p.new_zeros(())
     neg = neg_sum / max(neg_count, 1)
     return mil, neg
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two (..., h - dy, w - |dx|) views of x whose pixels are (dy, dx) apart."""
+    h, w = x.shape[-2:]
+    a = x[..., : h - dy, max(0, -dx) : w - max(0, dx)]
+    b = x[..., dy:, max(0, dx) : w - max(0, -dx)]
+    return a, b
+
+
+def pairwise_affinity_loss(
+    class_logits: torch.Tensor, rgb: torch.Tensor, thermal: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """BoxInst's pairwise term for semantic classes, on the logit grid (B, C, h, w).
+
+    rgb (B, 3, S, S), thermal (B, 1, S, S) in [0, 1] are averaged over each grid cell;
+    two neighbouring cells are *alike* when exp(-d / sigma) >= tau, with d the distance
+    of their colour (RMS over R, G, B) and thermal values combined, and alike pairs pay
+    -log P(same class) = -log sum_c p_i,c p_j,c. Padding (valid (B, 1, S, S)) is left out.
+    Mean over the alike pairs; 0 when there are none."""
+    h, w = class_logits.shape[-2:]
+    p = F.softmax(class_logits.float(), dim=1)
+    image = F.adaptive_avg_pool2d(torch.cat([rgb, thermal], dim=1).float(), (h, w))
+    ok = F.adaptive_avg_pool2d(valid.float(), (h, w)) > 0.5
+    total = p.new_zeros(())
+    count = 0
+    for dy, dx in PAIR_OFFSETS:
+        ia, ib = _shifted(image, dy, dx)
+        diff = (ia - ib).square()
+        dist = (diff[:, :3].mean(dim=1) + diff[:, 3]).sqrt()
+        oa, ob = _shifted(ok[:, 0], dy, dx)
+        alike = (torch.exp(-dist / PAIR_SIGMA) >= PAIR_TAU) & oa & ob
+        if not alike.any():
+            continue
+        pa, pb = _shifted(p, dy, dx)
+        same = (pa * pb).sum(dim=1).clamp_min(1e-6)
+        total = total - torch.log(same)[alike].sum()
+        count += int(alike.sum())
+    return total / max(count, 1)

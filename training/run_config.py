@@ -101,6 +101,8 @@ DEFAULTS: dict[str, Any] = {
         # box supervision of real frames (data.boxed): MIL bags, nothing outside the boxes
         "box_mil": 1.0,
         "box_negative": 1.0,
+        # BoxInst pairwise term on the box frames: alike neighbours share a class (0: off)
+        "box_pairwise": 0.0,
     },
 }
 

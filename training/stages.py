@@ -27,7 +27,7 @@ from fusionsam_model.modeling.discriminator import (
 )
 from fusionsam_model.modeling.model import FusionSAM
 from training import losses as L
-from training.box_losses import box_losses
+from training.box_losses import box_losses, pairwise_affinity_loss
 from training.distributed import DistInfo
 from training.optim import autocast, make_optimizer, step_with_scaler
 from training.options import RunOptions
@@ -250,7 +250,7 @@ def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         out.fused, batch["rgb"], batch["thermal"], batch["valid"]
     )
     fmask = L.fusion_mask_loss(out.mask_logits[:n], labels)
-    mil = neg = out.class_logits.new_zeros(())
+    mil = neg = pair = out.class_logits.new_zeros(())
     if boxes:
         m = len(boxes)
         mil, neg = box_losses(
@@ -260,6 +260,10 @@ def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
             tr.data.boxed_classes,
             tr.model_config.input_size,
         )
+        if lw.box_pairwise:
+            pair = pairwise_affinity_loss(
+                out.class_logits[-m:], batch["rgb"][-m:], batch["thermal"][-m:], batch["valid"][-m:]
+            )
     total = (
         lw.ce * ce
         + lw.dice * dice
@@ -270,6 +274,7 @@ def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         + lw.fusion_mask * fmask
         + lw.box_mil * mil
         + lw.box_negative * neg
+        + lw.box_pairwise * pair
     )
     if tr.lstg_trains_in_seg:  # VQ commitment keeps the fine-tuned encoders on their codes
         total = total + lw.codebook * out.vq_loss.float()
@@ -286,6 +291,7 @@ def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         "fusion_ssim": float(structure.detach()),
         "box_mil": float(mil.detach()),
         "box_negative": float(neg.detach()),
+        "box_pairwise": float(pair.detach()),
         "fusion_mask": float(fmask.detach()),
         "vq": float(out.vq_loss.detach()),
     }
