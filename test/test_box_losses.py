@@ -74,3 +74,20 @@ def test_pairwise_term_ignores_padding_and_has_gradients():
     noisy = (torch.randn(1, C, GRID, GRID)).requires_grad_()
     pairwise_affinity_loss(noisy, rgb, thermal, torch.ones(1, 1, S, S)).backward()
     assert noisy.grad is not None and noisy.grad.abs().sum() > 0
+
+
+def test_class_balanced_bags_weigh_a_rare_class_like_a_common_one():
+    labels = torch.zeros(GRID, GRID, dtype=torch.long)
+    labels[0:4, 0:4] = 2  # four found persons, one missed bike
+    labels[0:4, 6:10] = 2
+    labels[6:10, 0:4] = 2
+    labels[6:10, 6:10] = 2
+    cells = [(0, 0), (6, 0), (0, 6), (6, 6)]
+    boxes = [[x * CELL, y * CELL, (x + 4) * CELL, (y + 4) * CELL, 2, 1.0] for x, y in cells]
+    boxes.append([12 * CELL, 12 * CELL, 16 * CELL, 16 * CELL, 3, 1.0])
+    args = (_logits(labels), [torch.tensor(boxes)], torch.ones(1, 1, S, S), (1, 2, 3), S)
+    plain, _ = box_losses(*args)
+    balanced, _ = box_losses(*args, class_balanced=True)
+    missed = 8.0  # -log p of the missed class under these logits, about the margin
+    assert abs(float(plain) - missed / 5) < 0.1  # one bag in five
+    assert abs(float(balanced) - missed / 2) < 0.1  # one class in two

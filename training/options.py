@@ -97,6 +97,7 @@ class LossOptions:
     fusion_mask: float
     box_mil: float
     box_negative: float
+    box_mil_balanced: bool
     box_pairwise: float
 
 

@@ -101,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
         # box supervision of real frames (data.boxed): MIL bags, nothing outside the boxes
         "box_mil": 1.0,
         "box_negative": 1.0,
+        "box_mil_balanced": False,  # MIL: mean over classes of each class's mean bag loss
         # BoxInst pairwise term on the box frames: alike neighbours share a class (0: off)
         "box_pairwise": 0.0,
     },

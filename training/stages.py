@@ -259,6 +259,7 @@ def seg_step(tr: StageHost, batch: dict[str, torch.Tensor]) -> dict[str, float]:
             batch["valid"][-m:],
             tr.data.boxed_classes,
             tr.model_config.input_size,
+            class_balanced=lw.box_mil_balanced,
         )
         if lw.box_pairwise:
             pair = pairwise_affinity_loss(
