@@ -22,13 +22,16 @@ bag maxima and keeps a dot of another class out of it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 GROW = 0.1  # share of the box size added per side (negatives)
 GROW_PX = 2.0  # plus this many input pixels per side
 PAIR_SIGMA = 0.1  # image distance scale of the pairwise similarity (values in [0, 1])
-PAIR_TAU = 0.5  # pairs at least this similar must agree (distance <= sigma * ln 2)
+PAIR_TAU = 0.5  # pairs at least this similar must agree ...
+PAIR_MAX_DIST = PAIR_SIGMA * math.log(1.0 / PAIR_TAU)  # ... i.e. this close: exp(-d/sigma) >= tau
 PAIR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each of the 8 neighbours once
 
 
@@ -123,17 +126,15 @@ def pairwise_affinity_loss(
     image = F.adaptive_avg_pool2d(torch.cat([rgb, thermal], dim=1).float(), (h, w))
     ok = F.adaptive_avg_pool2d(valid.float(), (h, w)) > 0.5
     total = p.new_zeros(())
-    count = 0
-    for dy, dx in PAIR_OFFSETS:
+    count = p.new_zeros(())
+    for dy, dx in PAIR_OFFSETS:  # tensors throughout: no host sync inside the training step
         ia, ib = _shifted(image, dy, dx)
         diff = (ia - ib).square()
         dist = (diff[:, :3].mean(dim=1) + diff[:, 3]).sqrt()
         oa, ob = _shifted(ok[:, 0], dy, dx)
-        alike = (torch.exp(-dist / PAIR_SIGMA) >= PAIR_TAU) & oa & ob
-        if not alike.any():
-            continue
+        alike = (dist <= PAIR_MAX_DIST) & oa & ob
         pa, pb = _shifted(p, dy, dx)
         same = (pa * pb).sum(dim=1).clamp_min(1e-6)
-        total = total - torch.log(same)[alike].sum()
-        count += int(alike.sum())
-    return total / max(count, 1)
+        total = total - torch.where(alike, torch.log(same), 0.0).sum()
+        count = count + alike.sum()
+    return total / count.clamp_min(1.0)
