@@ -7,6 +7,8 @@
   messages by topic and waits for DDS matching.
 - ``make_image(pixels, encoding, stamp_ns, frame_id, row_padding=0, bigendian=False)``
   builds a sensor_msgs/Image independently of the code under test.
+- ``in_graph(client, {topic: (publishing node, subscribing node)})``: those endpoints are
+  announced, as ``client`` sees the ROS graph.
 - ``wait_until(predicate, timeout_s)``; ``reserve_domain_id()``: a ROS_DOMAIN_ID no other
   test process on this machine holds (a lock file per id under the temp dir).
 """
@@ -46,6 +48,18 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def in_graph(client: RosClient, endpoints: dict[str, tuple[str, str]]) -> bool:
+    """Every ``topic: (publishing node, subscribing node)`` is in the ROS graph as this
+    process sees it (an empty publishing node: any); waited on before playback, so it
+    does not start while discovery is still under way on a loaded machine."""
+    for topic, (pub_node, sub_node) in endpoints.items():
+        pubs = {i.node_name for i in client.node.get_publishers_info_by_topic(topic)}
+        subs = {i.node_name for i in client.node.get_subscriptions_info_by_topic(topic)}
+        if (pub_node and pub_node not in pubs) or sub_node not in subs:
+            return False
+    return True
 
 
 def reserve_domain_id() -> tuple[int, Any]:

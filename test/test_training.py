@@ -185,3 +185,34 @@ def test_class_weights_lift_rare_classes_and_skip_absent_ones():
     assert w[0] < w[1] < w[3]
     assert w[[0, 1, 3]].mean().item() == pytest.approx(1.0)
     assert (w[3] / w[1]).item() == pytest.approx(2.0)  # sqrt(100 / 25)
+
+
+def test_init_from_a_model_trained_at_another_input_size(tmp_path):
+    """model.init_from at another S: every weight copied, the position tables interpolated
+    (so the token grid's embedding is the source's, resampled), nothing left at init."""
+    from fusionsam_model.data.classes import MFNET
+    from fusionsam_model.modeling.config import build_config
+    from fusionsam_model.modeling.model import FusionSAM
+    from fusionsam_model.modeling.sam_decoder import resize_pos_embed
+    from fusionsam_model.runtime.checkpoint import CheckpointError, save_checkpoint
+    from training.init_weights import init_model
+
+    torch.manual_seed(0)
+    source = FusionSAM(build_config("tiny", input_size=64, num_classes=MFNET.num_classes))
+    path = save_checkpoint(tmp_path / "s64.pt", source, MFNET)
+    torch.manual_seed(1)
+    target = FusionSAM(build_config("tiny", input_size=96, num_classes=MFNET.num_classes))
+    init_model(target, path)
+    src, dst = source.state_dict(), target.state_dict()
+    resized = [k for k in src if src[k].shape != dst[k].shape]
+    assert resized, "S=64 -> 96 must change the token grid"
+    for key, value in src.items():
+        if key in resized:
+            if key.endswith("pos_embed"):
+                expected = resize_pos_embed(value, dst[key].shape[1])
+                torch.testing.assert_close(dst[key], expected, atol=1e-3, rtol=0)
+        else:
+            torch.testing.assert_close(dst[key], value, atol=1e-3, rtol=0)
+    other = FusionSAM(build_config("tiny", input_size=64, num_classes=4))
+    with pytest.raises(CheckpointError, match="does not match"):
+        init_model(other, path)

@@ -11,23 +11,42 @@ import logging
 from pathlib import Path
 
 from fusionsam_model.modeling.model import FusionSAM
+from fusionsam_model.modeling.sam_weights import fit_tensor
 from fusionsam_model.runtime.checkpoint import CheckpointError, load_checkpoint, read_payload
 
 log = logging.getLogger("training.train")
 
 
 def init_model(model: FusionSAM, path: Path) -> None:
-    """All weights from a project checkpoint (same preset and switches): fine-tuning."""
+    """All weights from a project checkpoint (same preset and switches): fine-tuning. A
+    model trained at another input size S fits too: its position embeddings and relative
+    position tables are interpolated to this run's token grid (as for SAM's weights)."""
     if not path.is_file():
         raise CheckpointError(f"model.init_from: no checkpoint at {path}")
     source, _, _ = load_checkpoint(path, map_location="cpu")
     state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+    own = model.state_dict()
+    resized = []
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            fitted = fit_tensor(key, value, own[key])
+            if fitted is not None:
+                state[key] = fitted
+                resized.append(key)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(
             f"model.init_from: {path} does not match this run's model config: {exc}"
         ) from None
+    source_s, own_s = source.config.input_size, model.config.input_size
+    if resized:
+        log.info(
+            "model.init_from: %d position tables interpolated from S=%d to S=%d",
+            len(resized),
+            source_s,
+            own_s,
+        )
     log.info("model initialised from %s", path)
 
 

@@ -67,8 +67,9 @@ def _tile_rows(src: torch.Tensor, rows: int) -> torch.Tensor:
     return src[idx].clone()
 
 
-def _adapt(key: str, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor | None:
-    """Fit an official tensor to our shape, or None if no sensible mapping exists."""
+def fit_tensor(key: str, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor | None:
+    """Fit a tensor (official SAM, or ours at another input size) to our shape, or None if
+    no sensible mapping exists."""
     if key.endswith("pos_embed") and src.ndim == 4 and src.shape[-1] == dst.shape[-1]:
         return resize_pos_embed(src, dst.shape[1])
     if (".rel_pos_h" in key or ".rel_pos_w" in key) and src.shape[1:] == dst.shape[1:]:
@@ -136,7 +137,7 @@ def load_sam_weights(model: nn.Module, source: str | Path | dict[str, torch.Tens
             new_state[k] = src
             report.loaded.append(k)
             continue
-        fitted = src if src.shape == dst.shape else _adapt(k, src, dst)
+        fitted = src if src.shape == dst.shape else fit_tensor(k, src, dst)
         if fitted is not None and fitted.shape == dst.shape:
             new_state[k] = fitted
             origin = "" if src_key == k else f" <- {src_key}"

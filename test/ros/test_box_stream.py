@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from ros_helpers import start_fusionsam_node, wait_until
+from ros_helpers import in_graph, start_fusionsam_node, wait_until
 
 from fusionsam_ros.bags.writer import FolderPairs, write_bag
 from fusionsam_ros.evaluation.stream_evaluator import READY_LINE
@@ -34,16 +34,6 @@ def start(module: str, args: list[str], env: dict[str, str], log: Path) -> subpr
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-
-
-def in_graph(client, endpoints: dict[str, tuple[str, str]]) -> bool:
-    """Every ``topic: (publishing node, subscribing node)`` is announced (as test_pipeline)."""
-    for topic, (pub_node, sub_node) in endpoints.items():
-        pubs = {i.node_name for i in client.node.get_publishers_info_by_topic(topic)}
-        subs = {i.node_name for i in client.node.get_subscriptions_info_by_topic(topic)}
-        if (pub_node and pub_node not in pubs) or sub_node not in subs:
-            return False
-    return True
 
 
 def make_drive(root: Path) -> Path:

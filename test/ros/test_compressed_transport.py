@@ -10,7 +10,6 @@ the one of the JPEG-decoded frames exactly and an mIoU within JPEG_MIOU_TOLERANC
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_helpers import start_fusionsam_node, wait_until
+from ros_helpers import RosClient, in_graph, start_fusionsam_node, wait_until
 
 from fusionsam_ros import ros_time
 from fusionsam_ros.bags.player import check_required, read_messages
@@ -269,10 +268,16 @@ def _stream(
     out: Path,
     env: dict[str, str],
     logs: Path,
+    client: RosClient,
     count: int = FRAMES,
     evaluator_args: tuple[str, ...] = (),
+    labelled: bool = True,
 ) -> dict:
-    """player -> compressed node (bundled model) -> evaluator; the report."""
+    """player -> compressed node (bundled model) -> evaluator; the report.
+
+    Real conditions before playback, as in test_pipeline: the node is ready, its
+    endpoints and the evaluator's are in the graph, and DDS matched the node's mask
+    publisher with the evaluator; the player then waits for its own subscribers."""
     node = start_fusionsam_node(
         env,
         logs,
@@ -282,10 +287,12 @@ def _stream(
             "thermal_transport": "compressed",
         },
         name=f"node_{bag.name}",
+        ready_timeout_s=300.0,  # torch + the bundled model: minutes on a loaded machine
     )
     evaluator = None
+    player_log = logs / f"player_{bag.name}.log"
     try:
-        assert node.returncode is None, node.output()
+        assert "ready:" in node.output() and node.returncode is None, node.output()
         run = [sys.executable, "-m"]
         evaluator = LoggedProcess(
             [
@@ -300,20 +307,32 @@ def _stream(
             env,
             logs / f"eval_{bag.name}.log",
         )
-        # real conditions: the node's masks reach the evaluator (DDS match) before the
-        # player starts; 1 s between frames (0.5x) so a stalled node drops no pair
+        graph = {
+            "/fusionsam/semantic": ("fusionsam_node", "fusionsam_evaluator"),
+            "/label/name": ("", "fusionsam_evaluator"),
+            "/rgb/image/compressed": ("", "fusionsam_node"),
+            "/thermal/image/compressed": ("", "fusionsam_node"),
+        }
+        if labelled:
+            graph["/label/image"] = ("", "fusionsam_evaluator")
+        in_place = wait_until(lambda: in_graph(client, graph), 300.0, 0.1)
+        assert in_place, evaluator.output() + node.output()
         assert evaluator.wait_for_output(READY_LINE, 120), evaluator.output() + node.output()
-        player = subprocess.run(
+        # 1 s between frames (0.5x) so a stalled node drops no pair
+        player = LoggedProcess(
             [*run, "fusionsam_ros.bags.player", str(bag), "--wait-for-subscribers", "60"]
             + ["--rate", "0.5"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
+            env,
+            player_log,
         )
-        assert player.returncode == 0, player.stdout + player.stderr
-        assert f"rgb/image/compressed: {count}" in player.stdout
-        assert evaluator.wait(120) == 0, evaluator.output()
+        assert player.wait(180) == 0, player.output()
+        assert f"rgb/image/compressed: {count}" in player.output()
+        assert "no subscriber after" not in player.output(), player.output()
+        code = evaluator.wait(120)
+        assert code == 0, "\n".join(
+            [f"evaluator exit {code}:", evaluator.output(), "player:", player.output()]
+            + ["node:", node.output()[-3000:]]
+        )
     finally:
         assert node.stop() == 0
         if evaluator is not None:
@@ -322,7 +341,9 @@ def _stream(
     return json.loads((out / "report.json").read_text())
 
 
-def test_compressed_bags_score_like_the_raw_frames(drive: Path, ros_env, tmp_path) -> None:
+def test_compressed_bags_score_like_the_raw_frames(
+    drive: Path, ros_env, ros_client, tmp_path
+) -> None:
     import torch
 
     from fusionsam_model.data.datasets import open_dataset
@@ -346,7 +367,8 @@ def test_compressed_bags_score_like_the_raw_frames(drive: Path, ros_env, tmp_pat
             seed=1,
             compression=compression,
         )
-        reports[name] = _stream(bag, tmp_path / f"{name}_report", ros_env, tmp_path / "logs")
+        report_dir = tmp_path / f"{name}_report"
+        reports[name] = _stream(bag, report_dir, ros_env, tmp_path / "logs", ros_client)
         frames = reports[name]["frames"]
         assert (frames["matched"], frames["dropped"]) == (FRAMES, 0), frames
 
@@ -379,7 +401,9 @@ ROADSCENE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ro
 
 
 @pytest.mark.skipif(not ROADSCENE.is_dir(), reason=f"{ROADSCENE} is absent (shared data)")
-def test_real_pairs_without_labels_stream_in_compressed_transport(ros_env, tmp_path) -> None:
+def test_real_pairs_without_labels_stream_in_compressed_transport(
+    ros_env, ros_client, tmp_path
+) -> None:
     """What `make demo` does with RoadScene, on 3 pairs: no label topic, masks counted,
     rate reported, fused frames kept at the camera's size, mIoU said to be absent."""
     from fusionsam_ros.evaluation.stream_evaluator import summary_text
@@ -394,8 +418,10 @@ def test_real_pairs_without_labels_stream_in_compressed_transport(ros_env, tmp_p
         tmp_path / "report",
         ros_env,
         tmp_path / "logs",
+        ros_client,
         count=3,
         evaluator_args=("--no-labels", "--fused", "3", "--overlays", "3"),
+        labelled=False,
     )
     frames = report["frames"]
     assert (frames["labels"], frames["predictions"], frames["matched"]) == (0, 3, 0)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ros_helpers import start_fusionsam_node, wait_until
+from ros_helpers import in_graph, start_fusionsam_node, wait_until
 
 from fusionsam_ros.bags.writer import write_bag
 from fusionsam_ros.evaluation.stream_evaluator import READY_LINE
@@ -42,22 +42,6 @@ def start(module: str, args: list[str], env: dict[str, str], log: Path) -> subpr
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-
-
-def wait_for_graph(client, endpoints: dict[str, tuple[str, str]], timeout_s: float) -> bool:
-    """Until every ``topic: (publishing node, subscribing node)`` is in the ROS graph as
-    this process sees it: both processes' endpoints are created and announced, so
-    playback does not start while discovery is still under way (a loaded machine)."""
-
-    def present() -> bool:
-        for topic, (pub_node, sub_node) in endpoints.items():
-            pubs = {i.node_name for i in client.node.get_publishers_info_by_topic(topic)}
-            subs = {i.node_name for i in client.node.get_subscriptions_info_by_topic(topic)}
-            if (pub_node and pub_node not in pubs) or sub_node not in subs:
-                return False
-        return True
-
-    return wait_until(present, timeout_s, 0.1)
 
 
 def play(bag: Path, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()) -> None:
@@ -105,7 +89,7 @@ def test_streaming_report_equals_offline_evaluation(
             "/rgb/image": ("", "fusionsam_node"),
             "/thermal/image": ("", "fusionsam_node"),
         }
-        assert wait_for_graph(ros_client, graph, 300.0), (
+        assert wait_until(lambda: in_graph(ros_client, graph), 300.0, 0.1), (
             tmp_path / "evaluator.log"
         ).read_text() + node.output()
         # ... and DDS has matched the node's mask publisher with the evaluator (the graph
