@@ -6,8 +6,9 @@ test_export.py's node test shares its module's ONNX export with them.
 ROS isolation (rules from DESIGN.md section 6), applied only to tests that ask for a
 ROS fixture:
 - every test *module* that asks for ``ros_domain_id`` gets a ROS_DOMAIN_ID that no other
-  test process on this machine holds, so modules and parallel pytest runs never see each
-  other's topics;
+  test process on this machine holds and no earlier module of this run used, so modules
+  and parallel pytest runs never see each other's topics (nor a killed process's
+  shared-memory ports);
 - discovery stays on this host (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; Kilted
   ignores ROS_LOCALHOST_ONLY);
 - Fast DDS uses ``config/fastdds_camera_profile.xml`` (64 MB SHM segment): the default

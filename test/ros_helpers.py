@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import sys
 import tempfile
@@ -33,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_camera_profile.xml"
 DOMAIN_RANGE = range(20, 100)  # within the default port mapping; 0 (the default) avoided
 DISCOVERY_TIMEOUT_S = 15.0
+_RESERVATIONS = itertools.count()  # reserve_domain_id calls of this process
 # what every ROS process of the tests gets, the pytest process included (set by the
 # ros_isolation fixture before its first rclpy participant, not at import)
 ROS_ISOLATION_ENV = {
@@ -63,8 +65,12 @@ def in_graph(client: RosClient, endpoints: dict[str, tuple[str, str]]) -> bool:
 
 
 def reserve_domain_id() -> tuple[int, Any]:
-    """(id, open lock file); the id stays reserved until the file is closed."""
-    start = os.getpid() % len(DOMAIN_RANGE)
+    """(id, open lock file); the id stays reserved until the file is closed.
+
+    Each call of this process starts one id further: a module never reuses the domain of
+    an earlier one, so what a killed process of that module left in shared memory (Fast
+    DDS ports of its domain) cannot reach a later module's participants."""
+    start = (os.getpid() + next(_RESERVATIONS)) % len(DOMAIN_RANGE)
     lock_dir = Path(tempfile.gettempdir())
     for k in range(len(DOMAIN_RANGE)):
         domain = DOMAIN_RANGE[(start + k) % len(DOMAIN_RANGE)]
