@@ -5,7 +5,9 @@ does), so the network trains on exactly what it will see on a camera. Augmentati
 geometric and box-aware: a random crop (70-100 % of each side) and a horizontal flip,
 applied to both cameras and the boxes alike. A box cut to less than half of its area
 stays a *negative-free* region (nothing is penalised inside it) but is not used as a
-positive bag (the object may have left the crop).
+positive bag (the object may have left the crop). With ``photometric`` each camera is
+also jittered on its own, as the synthetic pairs are (``data.augment``: brightness,
+contrast and saturation of the RGB image, gain and offset of the thermal one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fusionsam_model.data.augment import AugmentConfig, jitter_rgb, jitter_thermal
 from fusionsam_model.data.box_datasets import BoxDataset
 from fusionsam_model.runtime.preprocess import ThermalRange, preprocess_pair
 
@@ -63,6 +66,7 @@ class BoxedPairs:
         thermal_range: ThermalRange | None,
         percentiles: tuple[float, float],
         augment: bool = True,
+        photometric: bool = False,
     ) -> None:
         self.samples = [dataset[i] for i in range(len(dataset))]
         table = dataset.class_table
@@ -71,6 +75,7 @@ class BoxedPairs:
         self.thermal_range = thermal_range
         self.percentiles = percentiles
         self.augment = augment
+        self.photometric = AugmentConfig() if photometric else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -81,6 +86,9 @@ class BoxedPairs:
         rgb, thermal = s.rgb, s.thermal
         if self.augment:
             rgb, thermal, boxes = crop_and_flip(rgb, thermal, s.boxes, rng)
+        if self.photometric is not None:
+            rgb = jitter_rgb(rgb, rng, self.photometric)
+            thermal = jitter_thermal(thermal, rng, self.photometric)
         r, t, box = preprocess_pair(
             rgb, thermal, self.input_size, self.thermal_range, self.percentiles
         )

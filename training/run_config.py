@@ -50,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
         # Real frames with box labels (fusionsam_model.data.box_datasets, msrs_dev layout)
         # mixed into every seg step for the box losses (training.box_losses) and the
         # fused-image loss, e.g. {root: ../shared/data/msrs_dev, names: train,
-        # batch_size: 2, label_sets: [visible, infrared, fusion]}. names "holdout" is refused.
+        # batch_size: 2, label_sets: [visible, infrared, fusion], photometric: false}.
+        # names "holdout" is refused; photometric: per-camera colour / gain jitter.
         "boxed": None,
     },
     "train": {

@@ -186,7 +186,10 @@ def build_boxed(spec: dict | None, mc: ModelConfig) -> tuple[Any, int]:
     spec = dict(spec)
     names = select_names(spec["root"], str(spec.get("names", "train")))
     ds = BoxDataset(spec["root"], names, tuple(spec.get("label_sets", MSRS_LABEL_SETS)))
-    pairs = BoxedPairs(ds, mc.input_size, mc.thermal_range, mc.thermal_percentiles)
+    photometric = bool(spec.get("photometric", False))
+    pairs = BoxedPairs(
+        ds, mc.input_size, mc.thermal_range, mc.thermal_percentiles, photometric=photometric
+    )
     n = int(spec.get("batch_size", 2))
     log.info("box-labelled real frames: %d from %s, %d per seg step", len(pairs), spec["root"], n)
     return pairs, n
