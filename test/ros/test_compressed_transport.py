@@ -327,7 +327,9 @@ def _stream(
         )
         assert player.wait(180) == 0, player.output()
         assert f"rgb/image/compressed: {count}" in player.output()
-        assert "no subscriber after" not in player.output(), player.output()
+        # every reader found and every message acknowledged (the player says otherwise)
+        for trouble in ("no subscriber after", "not acknowledged"):
+            assert trouble not in player.output(), player.output() + node.output()[-3000:]
         code = evaluator.wait(120)
         assert code == 0, "\n".join(
             [f"evaluator exit {code}:", evaluator.output(), "player:", player.output()]
