@@ -9,8 +9,8 @@ into the published mask changes:
   is an upper bound of what calibration could give, not a figure to ship;
 * ``flip``: the logits of the horizontally mirrored pair averaged in (test-time
   augmentation, twice the network cost);
-* ``guided``: class probabilities brought to camera resolution by a fast guided filter
-  (He & Sun 2015) on the thermal, grey or mixed image instead of bilinearly, so a mask
+* ``guided``: class probabilities brought to camera resolution by the fused image's fast
+  guided filter (He & Sun 2015, ``composition.guided_upsample``) on the thermal, grey or mixed image instead of bilinearly, so a mask
   edge can follow an image edge.
 
 Frames: msrs_dev's held-out part (``--names holdout``), box definition of
@@ -42,6 +42,7 @@ from fusionsam_model.data.box_datasets import (  # noqa: E402
     select_names,
 )
 from fusionsam_model.evaluation.box_metrics import BoxScores  # noqa: E402
+from fusionsam_model.modeling import composition  # noqa: E402
 from fusionsam_model.runtime.preprocess import (  # noqa: E402
     frame_levels,
     preprocess_batch,
@@ -63,24 +64,14 @@ def logits_of(seg: Segmenter, rgb: np.ndarray, thermal: np.ndarray):
     return torch.as_tensor(seg.backend.infer(r, t).class_logits[0]).float(), boxes[0]
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    return F.avg_pool2d(F.pad(x, (r,) * 4, mode="reflect"), 2 * r + 1, stride=1)
-
-
 def guided_labels(logits, box, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Argmax of the class probabilities upsampled by a fast guided filter."""
+    """Argmax of the class probabilities upsampled by the fused image's guided filter."""
     f = logits.shape[-1] / box.size
     ch, cw = (round(n * f) for n in box.resized_hw)
     p = torch.softmax(logits[:, :ch, :cw], 0)[None]
     g = torch.from_numpy(guide)[None, None]
     g_low = F.interpolate(g, size=(ch, cw), mode="area")
-    mean_i, mean_p = _box(g_low, radius), _box(p, radius)
-    a = (_box(g_low * p, radius) - mean_i * mean_p) / (
-        _box(g_low * g_low, radius) - mean_i * mean_i + eps
-    )
-    b = mean_p - a * mean_i
-    up = lambda x: F.interpolate(x, size=guide.shape, mode="bilinear", align_corners=False)  # noqa: E731
-    q = up(_box(a, radius)) * g + up(_box(b, radius))
+    q = composition.guided_upsample(g_low, g, p, radius, eps)
     return q[0].argmax(0).numpy().astype(np.uint8)
 
 

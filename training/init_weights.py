@@ -39,13 +39,12 @@ def init_model(model: FusionSAM, path: Path) -> None:
         raise CheckpointError(
             f"model.init_from: {path} does not match this run's model config: {exc}"
         ) from None
-    source_s, own_s = source.config.input_size, model.config.input_size
     if resized:
+        sizes = (source.config.input_size, model.config.input_size)
         log.info(
             "model.init_from: %d position tables interpolated from S=%d to S=%d",
             len(resized),
-            source_s,
-            own_s,
+            *sizes,
         )
     log.info("model initialised from %s", path)
 

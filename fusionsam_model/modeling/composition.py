@@ -63,18 +63,24 @@ def _up(x: Tensor, hw: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
 
 
-def guided_upsample(guide_low: Tensor, guide: Tensor, maps_low: Tensor) -> Tensor:
+def guided_upsample(
+    guide_low: Tensor,
+    guide: Tensor,
+    maps_low: Tensor,
+    radius: int = GUIDE_RADIUS,
+    eps: float = GUIDE_EPS,
+) -> Tensor:
     """Fast guided filter: fit q = a I + b per coarse window, apply it at full resolution.
 
     guide_low (B, 1, h, w), guide (B, 1, H, W), maps_low (B, K, h, w) -> (B, K, H, W)."""
-    mean_i = _box(guide_low, GUIDE_RADIUS)
-    mean_p = _box(maps_low, GUIDE_RADIUS)
-    cov_ip = _box(guide_low * maps_low, GUIDE_RADIUS) - mean_i * mean_p
-    var_i = _box(guide_low * guide_low, GUIDE_RADIUS) - mean_i * mean_i
-    a = cov_ip / (var_i + GUIDE_EPS)
+    mean_i = _box(guide_low, radius)
+    mean_p = _box(maps_low, radius)
+    cov_ip = _box(guide_low * maps_low, radius) - mean_i * mean_p
+    var_i = _box(guide_low * guide_low, radius) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     hw = (guide.shape[-2], guide.shape[-1])
-    return _up(_box(a, GUIDE_RADIUS), hw) * guide + _up(_box(b, GUIDE_RADIUS), hw)
+    return _up(_box(a, radius), hw) * guide + _up(_box(b, radius), hw)
 
 
 def visible_detail_wins(d_y: Tensor, d_t: Tensor) -> Tensor:

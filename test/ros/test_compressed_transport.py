@@ -271,7 +271,6 @@ def _stream(
     client: RosClient,
     count: int = FRAMES,
     evaluator_args: tuple[str, ...] = (),
-    labelled: bool = True,
 ) -> dict:
     """player -> compressed node (bundled model) -> evaluator; the report.
 
@@ -290,7 +289,6 @@ def _stream(
         ready_timeout_s=300.0,  # torch + the bundled model: minutes on a loaded machine
     )
     evaluator = None
-    player_log = logs / f"player_{bag.name}.log"
     try:
         assert "ready:" in node.output() and node.returncode is None, node.output()
         run = [sys.executable, "-m"]
@@ -313,7 +311,7 @@ def _stream(
             "/rgb/image/compressed": ("", "fusionsam_node"),
             "/thermal/image/compressed": ("", "fusionsam_node"),
         }
-        if labelled:
+        if "--no-labels" not in evaluator_args:
             graph["/label/image"] = ("", "fusionsam_evaluator")
         in_place = wait_until(lambda: in_graph(client, graph), 300.0, 0.1)
         assert in_place, evaluator.output() + node.output()
@@ -323,7 +321,7 @@ def _stream(
             [*run, "fusionsam_ros.bags.player", str(bag), "--wait-for-subscribers", "60"]
             + ["--rate", "0.5"],
             env,
-            player_log,
+            logs / f"player_{bag.name}.log",
         )
         assert player.wait(180) == 0, player.output()
         assert f"rgb/image/compressed: {count}" in player.output()
@@ -423,7 +421,6 @@ def test_real_pairs_without_labels_stream_in_compressed_transport(
         ros_client,
         count=3,
         evaluator_args=("--no-labels", "--fused", "3", "--overlays", "3"),
-        labelled=False,
     )
     frames = report["frames"]
     assert (frames["labels"], frames["predictions"], frames["matched"]) == (0, 3, 0)
