@@ -46,6 +46,7 @@ class DataOptions:
     generate: dict | None
     unlabelled: dict | None
     boxed: dict | None
+    pseudo: dict | None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
         # batch_size: 2, label_sets: [visible, infrared, fusion], photometric: false}.
         # names "holdout" is refused; photometric: per-camera colour / gain jitter.
         "boxed": None,
+        # Pseudo-labelled real frames (training.pseudo_labels: an MFNet-layout folder whose
+        # uncertain pixels are void) joined to the train split, e.g. {root: data/pseudo_real}.
+        "pseudo": None,
     },
     "train": {
         "stage": "both",  # lstg | seg | both

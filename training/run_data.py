@@ -79,6 +79,8 @@ class RunData:
             mc.input_size, class_table, mc.thermal_range, mc.thermal_percentiles, data.augment
         )
         ce_weights = ce_class_weights(train_ds, class_table, opts.loss.ce_class_weight_power)
+        if data.pseudo:
+            train_ds = with_pseudo_labels(train_ds, dict(data.pseudo))
         train_pairs = TrainingPairs(train_ds, transform, seed=seed)
         unlabelled_pairs, unlabelled_n = None, 0
         if data.unlabelled:
@@ -174,6 +176,18 @@ class RunData:
             extra[key] = torch.full((len(items), *batch[key].shape[1:]), -1, dtype=batch[key].dtype)
         merged = {k: torch.cat([batch[k], extra[k].to(self.device)]) for k in batch}
         return merged, [it.boxes.to(self.device) for it in items]
+
+
+def with_pseudo_labels(train_ds: Any, spec: dict) -> torch.utils.data.ConcatDataset:
+    """The train split followed by data.pseudo's frames (CE class weights stay the train
+    split's: the pseudo-labels' class shares are the teacher's, not the world's)."""
+    from fusionsam_model.data.datasets import MFNetDataset
+
+    pseudo = MFNetDataset(spec["root"], str(spec.get("split", "train")), void_ok=True)
+    if pseudo.class_table.name != train_ds.class_table.name:
+        raise ConfigError(f"data.pseudo {spec['root']} is not a {train_ds.class_table.name} set")
+    log.info("pseudo-labelled real frames: %d from %s", len(pseudo), spec["root"])
+    return torch.utils.data.ConcatDataset([train_ds, pseudo])
 
 
 def build_boxed(spec: dict | None, mc: ModelConfig) -> tuple[Any, int]:

@@ -44,7 +44,9 @@ def _read(path: Path) -> np.ndarray:
     return img
 
 
-def _check_label(label: np.ndarray, path: Path, table: ClassTable) -> np.ndarray:
+def _check_label(
+    label: np.ndarray, path: Path, table: ClassTable, void_ok: bool = False
+) -> np.ndarray:
     if label.ndim != 2:
         raise DatasetError(f"label {path} must be single-channel, got shape {label.shape}")
     if label.dtype != np.uint8:
@@ -53,17 +55,16 @@ def _check_label(label: np.ndarray, path: Path, table: ClassTable) -> np.ndarray
     if top < table.num_classes:
         return label
     ids = np.unique(label)
-    bad = [
-        int(i)
-        for i in ids
-        if i >= table.num_classes and not (i == VOID_LABEL and table.ignore_index is not None)
-    ]
+    void_ok = void_ok or table.ignore_index is not None
+    bad = [int(i) for i in ids if i >= table.num_classes and not (i == VOID_LABEL and void_ok)]
     if bad:
         raise DatasetError(
             f"label {path} has unexpected ids {bad}; the {table.name} table has ids "
             f"0..{table.num_classes - 1}"
             + ("" if table.ignore_index is None else f" (and {VOID_LABEL} = ignore)")
         )
+    if table.ignore_index is None:
+        return label  # void_ok: VOID_LABEL stays; training ignores ids past the table
     label = label.copy()
     label[label == VOID_LABEL] = table.ignore_index
     return label
@@ -77,12 +78,13 @@ def _check_size(name: str, parts: dict[Path, np.ndarray]) -> None:
 
 
 class MFNetDataset:
-    """``images/NAME.png`` RGBA (thermal in alpha), ``labels/NAME.png`` ids, ``SPLIT.txt`` names."""
+    """``images/NAME.png`` RGBA (thermal in alpha), ``labels/NAME.png`` ids, ``SPLIT.txt`` names.
+    ``void_ok``: labels may hold VOID_LABEL (pixels without a label, e.g. pseudo-labels)."""
 
     class_table: ClassTable = MFNET
 
-    def __init__(self, root: str | Path, split: str) -> None:
-        self.root, self.split = Path(root), split
+    def __init__(self, root: str | Path, split: str, void_ok: bool = False) -> None:
+        self.root, self.split, self.void_ok = Path(root), split, void_ok
         if not self.root.is_dir():
             raise DatasetError(f"dataset root {self.root} does not exist")
         split_file = self.root / f"{split}.txt"
@@ -120,7 +122,7 @@ class MFNetDataset:
             raise DatasetError(f"image {image_path} must be 8-bit, got {img.dtype}")
         label = _read(label_path)
         _check_size(name, {image_path: img, label_path: label})
-        label = _check_label(label, label_path, self.class_table)
+        label = _check_label(label, label_path, self.class_table, self.void_ok)
         rgb = np.ascontiguousarray(img[..., 2::-1])
         thermal = np.ascontiguousarray(img[..., 3])
         return Sample(name, rgb, thermal, label)
