@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from training_helpers import small_trainer
 
 from fusionsam_model.data.datasets import DatasetError
 from fusionsam_model.data.unlabelled import UNLABELLED, UnlabelledPairs
@@ -64,30 +65,10 @@ def test_roadscene_layout_opens():
 
 def test_training_mixes_unlabelled_pairs_into_label_free_losses(tmp_path):
     """Unlabelled pairs join each batch (drawn by step, so resumable); their labels are ignored."""
-    from fusionsam_model.data import synth
-    from training.distributed import DistInfo
     from training.losses import IGNORE
-    from training.run_config import load_config
-    from training.train import Trainer
 
-    synth.generate(tmp_path / "synth", 16, 3, "mfnet", progress=False)
     real = write_pairs(tmp_path / "real", 5)
-    overrides = {
-        "data.root": str(tmp_path / "synth"),
-        "data.generate": "null",
-        "data.val_limit": 2,
-        "data.unlabelled": "{root: " + str(real) + ", batch_size: 3}",
-        "model.input_size": 64,
-        "train.out_dir": str(tmp_path / "run"),
-        "train.batch_size": 2,
-        "train.progress": "false",
-        "train.tensorboard": "false",
-    }
-    cfg = load_config(
-        REPO / "training" / "configs" / "synth_tiny.yaml",
-        [f"{k}={v}" for k, v in overrides.items()],
-    )
-    trainer = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")))
+    trainer = small_trainer(tmp_path, {"unlabelled": "{root: " + str(real) + ", batch_size: 3}"})
     batch = next(iter(trainer.train_loader))
     mixed = trainer.data.with_unlabelled(batch, trainer.state)
     assert mixed["rgb"].shape[0] == 2 + 3

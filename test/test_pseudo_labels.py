@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from training_helpers import small_trainer
 
 from fusionsam_model.data.box_datasets import select_names
 from fusionsam_model.data.classes import MFNET
@@ -17,7 +18,6 @@ from fusionsam_model.data.datasets import VOID_LABEL, DatasetError, MFNetDataset
 from training.pseudo_labels import main as pseudo_main
 from training.pseudo_labels import pseudo_label
 
-REPO = Path(__file__).resolve().parents[1]
 BG, CAR, PERSON, BIKE, CURVE = (
     MFNET.names.index(n) for n in ("unlabeled", "car", "person", "bike", "curve")
 )
@@ -102,34 +102,14 @@ def test_the_tool_writes_a_training_set_without_the_held_out_frames(tiny_checkpo
 
 
 def test_training_joins_the_pseudo_labelled_frames_to_the_train_split(tiny_checkpoint, tmp_path):
-    from fusionsam_model.data import synth
     from training.data import PairTransform
-    from training.distributed import DistInfo
     from training.losses import IGNORE
-    from training.run_config import load_config
-    from training.train import Trainer
 
-    synth.generate(tmp_path / "synth", 16, 3, "mfnet", progress=False)
     _write_pairs(tmp_path / "rs", 4)
     out = tmp_path / "pseudo"  # an untrained teacher is never this sure: every pixel void
     argv = ["--out", str(out), "--checkpoint", str(tiny_checkpoint), "--min-prob", "0.999"]
     assert pseudo_main([*argv, "--roadscene", str(tmp_path / "rs")]) == 0
-    overrides = {
-        "data.root": str(tmp_path / "synth"),
-        "data.generate": "null",
-        "data.val_limit": 2,
-        "data.pseudo": "{root: " + str(out) + "}",
-        "model.input_size": 64,
-        "train.out_dir": str(tmp_path / "run"),
-        "train.batch_size": 2,
-        "train.progress": "false",
-        "train.tensorboard": "false",
-    }
-    cfg = load_config(
-        REPO / "training" / "configs" / "synth_tiny.yaml",
-        [f"{k}={v}" for k, v in overrides.items()],
-    )
-    trainer = Trainer(cfg, DistInfo(0, 1, 0, torch.device("cpu")))
+    trainer = small_trainer(tmp_path, {"pseudo": "{root: " + str(out) + "}"})
     pairs = trainer.data.train_pairs
     n_synth = len(MFNetDataset(tmp_path / "synth", "train"))
     assert len(pairs) == n_synth + 4
