@@ -41,6 +41,7 @@ from fusionsam_model.evaluation import fusion_metrics as fm  # noqa: E402
 from fusionsam_model.evaluation.fusion_benchmark import as_thermal, find_pairs  # noqa: E402
 from fusionsam_model.modeling import composition  # noqa: E402
 from fusionsam_model.runtime.preprocess import (  # noqa: E402
+    maps_over_image,
     normalize_thermal,
     preprocess_batch,
     rgb_to_uint8,
@@ -99,10 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         rgb, th, boxes = preprocess_batch(
             [visible], [thermal], seg.input_size, seg.thermal_range, seg.thermal_percentiles
         )
-        maps, box = seg.backend.infer(rgb, th).fusion_maps[0], boxes[0]
-        cell = box.size // maps.shape[-1]
-        rh, rw = box.resized_hw
-        crop = maps[:, : -(-rh // cell), : -(-rw // cell)].float().cpu().numpy()
+        crop = maps_over_image(seg.backend.infer(rgb, th).fusion_maps[0], boxes[0])
+        visible8 = rgb_to_uint8(visible)
         levels = {
             "stretched": normalize_thermal(thermal, seg.thermal_range, seg.thermal_percentiles),
             "display": normalize_thermal(thermal, (0.0, 255.0)),
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 firm = crop.copy()
                 firm[0] *= sharpness
-                fused = composition.compose_numpy(rgb_to_uint8(visible), levels[level], firm)
+                fused = composition.compose_numpy(visible8, levels[level], firm)
             finally:
                 composition.visible_detail_wins_numpy = CHOICES["local"]
             meters[(choice, level, sharpness)].update(fm.compute(visible, infrared, fused))

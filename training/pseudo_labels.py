@@ -31,18 +31,17 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from fusionsam_model.data.box_datasets import BoxDataset, select_names
 from fusionsam_model.data.classes import ClassTable
-from fusionsam_model.data.datasets import VOID_LABEL
+from fusionsam_model.data.datasets import VOID_LABEL, write_mfnet_sample
 from fusionsam_model.data.unlabelled import UnlabelledPairs
-from fusionsam_model.evaluation.box_metrics import pixel_rect
+from fusionsam_model.evaluation.box_metrics import EVALUATED_CLASSES, pixel_rect
 from fusionsam_model.runtime.segmenter import BUNDLED_CHECKPOINT, Segmenter
 
-REAL_CLASSES = ("unlabeled", "car", "person", "bike")  # what real frames can speak for
+REAL_CLASSES = ("unlabeled", *EVALUATED_CLASSES)  # what real frames can speak for: boxed + bg
 DEFAULT_MIN_PROB = 0.9
 
 
@@ -76,14 +75,6 @@ def pseudo_label(
     return label
 
 
-def _write(out: Path, name: str, rgb: np.ndarray, thermal: np.ndarray, label: np.ndarray) -> None:
-    if thermal.dtype != np.uint8:
-        raise ValueError(f"{name}: the MFNet layout stores 8-bit thermal, got {thermal.dtype}")
-    rgba = np.dstack([rgb[..., ::-1], thermal])  # BGR + alpha, as cv2 writes RGBA
-    cv2.imwrite(str(out / "images" / f"{name}.png"), rgba)
-    cv2.imwrite(str(out / "labels" / f"{name}.png"), label)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="dataset folder to write")
@@ -110,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         sources.append(("msrs_", boxed, True))
     if args.roadscene:
         sources.append(("rs_", UnlabelledPairs(args.roadscene), False))
-    boxed_ids = [table.names.index(n) for n in ("car", "person", "bike")]
+    boxed_ids = [table.names.index(n) for n in EVALUATED_CLASSES]
     for prefix, dataset, has_boxes in sources:
         for i in tqdm(range(len(dataset)), desc=f"pseudo-labels {prefix}", unit="frame"):
             sample = dataset[i]
@@ -118,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             boxes = sample.boxes if has_boxes else None
             label = pseudo_label(probs, table, args.min_prob, boxes, boxed_ids)
             name = prefix + sample.name
-            _write(out, name, sample.rgb, sample.thermal, label)
+            write_mfnet_sample(out, name, sample.rgb, sample.thermal, label)
             names.append(name)
             coverage.append(float(np.mean(label != VOID_LABEL)))
     (out / "train.txt").write_text("\n".join(names) + "\n")

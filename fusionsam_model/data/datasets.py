@@ -128,6 +128,21 @@ class MFNetDataset:
         return Sample(name, rgb, thermal, label)
 
 
+def write_png(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"could not write {path}")
+
+
+def write_mfnet_sample(
+    root: Path, name: str, rgb: np.ndarray, thermal: np.ndarray, label: np.ndarray
+) -> None:
+    """One sample in the layout ``MFNetDataset`` reads (``images/`` and ``labels/`` exist)."""
+    if thermal.dtype != np.uint8:
+        raise DatasetError(f"{name}: the MFNet layout stores 8-bit thermal, got {thermal.dtype}")
+    write_png(root / "images" / f"{name}.png", np.dstack([rgb[..., ::-1], thermal]))  # BGRA
+    write_png(root / "labels" / f"{name}.png", label)
+
+
 class FMBDataset:
     """``SPLIT/{Visible,Infrared,Label}/NAME.png``; the names come from ``Visible``."""
 

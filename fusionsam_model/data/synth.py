@@ -41,6 +41,7 @@ from fusionsam_model.data.conditions import (
     is_night,
     mfnet_name,
 )
+from fusionsam_model.data.datasets import write_mfnet_sample, write_png
 
 KINDS = (
     "void",
@@ -906,25 +907,18 @@ def render(
 # ------------------------------------------------------------------ files -----
 
 
-def _write_png(path: Path, img: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
-
-
 def _write_one(task: tuple[str, int, int, str]) -> tuple[int, str]:
     out, seed, index, layout = task
     cv2.setNumThreads(1)
     rgb, thermal, label = render(seed, index, layout)
     name, root = image_name(index), Path(out)
     if layout == "mfnet":
-        bgra = np.dstack([rgb[..., ::-1], thermal])
-        _write_png(root / "images" / f"{name}.png", bgra)
-        _write_png(root / "labels" / f"{name}.png", label)
+        write_mfnet_sample(root, name, rgb, thermal, label)
     else:
         split = "test" if split_of(index) == "test" else "train"  # FMB has train and test only
-        _write_png(root / split / "Visible" / f"{name}.png", np.ascontiguousarray(rgb[..., ::-1]))
-        _write_png(root / split / "Infrared" / f"{name}.png", thermal)
-        _write_png(root / split / "Label" / f"{name}.png", label)
+        write_png(root / split / "Visible" / f"{name}.png", np.ascontiguousarray(rgb[..., ::-1]))
+        write_png(root / split / "Infrared" / f"{name}.png", thermal)
+        write_png(root / split / "Label" / f"{name}.png", label)
     return index, name
 
 

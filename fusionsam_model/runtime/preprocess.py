@@ -267,6 +267,16 @@ def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+def maps_over_image(maps: torch.Tensor | np.ndarray, box: Letterbox) -> np.ndarray:
+    """(K, s, s) maps of the letterboxed input -> float32 (K, h, w): only the cells that
+    cover the image (a cell partly over the padding counts), as the camera-size
+    composition (``composition.compose_numpy``) reads them."""
+    a = _as_numpy(maps)
+    cell = box.size // a.shape[-1]
+    rh, rw = box.resized_hw
+    return np.ascontiguousarray(a[:, : -(-rh // cell), : -(-rw // cell)])
+
+
 def unletterbox_logits(logits: torch.Tensor | np.ndarray, box: Letterbox) -> np.ndarray:
     """(C, s, s) logits at S/4 or S -> (H, W, C) float32 at the original size.
 

@@ -27,6 +27,7 @@ from fusionsam_model.runtime.preprocess import (
     Letterbox,
     ThermalRange,
     frame_levels,
+    maps_over_image,
     normalize_thermal,
     preprocess_batch,
     rgb_to_uint8,
@@ -303,9 +304,7 @@ class Segmenter:
         (``levels`` from ``frame_levels``; measured again when not given). Where the
         thermal camera sees nothing (``unseen``, from the registration) the fused image is
         the visible image: the warped thermal pixels there only continue its edge."""
-        cell = box.size // maps.shape[-1]
-        rh, rw = box.resized_hw
-        crop = maps[:, : -(-rh // cell), : -(-rw // cell)].float().cpu().numpy()
+        crop = maps_over_image(maps, box)
         th = normalize_thermal(thermal, levels or self.thermal_range, self.thermal_percentiles)
         visible = rgb_to_uint8(rgb)
         fused = compose_numpy(visible, th, crop)
