@@ -236,6 +236,26 @@ def test_cli_writes_and_rejects_bad_arguments(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "bad"), "--num", "0"])
     assert "--num must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "bad"), "--num", "2", "--warm-surfaces", "1.5"])
+    assert "--warm-surfaces must be in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("index, least_gain", [(0, 10.0), (1, 1.0)])  # day; night: 1/3 chance
+def test_warm_surfaces_change_only_the_thermal_image_of_static_surfaces(
+    index: int, least_gain: float
+) -> None:
+    """Sun-warmed poles and facades: the same scene, RGB and labels; static (unlabelled)
+    surfaces brighter in thermal, the labelled objects' insides untouched."""
+    rgb, thermal, label = render(0, index)
+    rgb_w, thermal_w, label_w = render(0, index, warm_chance=1.0)
+    assert np.array_equal(rgb, rgb_w) and np.array_equal(label, label_w)
+    static = label == 0
+    gain = thermal_w[static].astype(np.float64).mean() - thermal[static].astype(np.float64).mean()
+    assert gain > least_gain, gain
+    objects = cv2.erode((label > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert objects.any() and np.array_equal(thermal[objects], thermal_w[objects])
+    assert np.array_equal(render(0, index, warm_chance=0.0)[1], thermal)
 
 
 def test_cli_module_entry_point(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         # without one (FMB); data.val_split is then ignored.
         "val_fraction_of_train": None,  # score only the first N val pairs (None: all)
         # Generate the synthetic dataset first when root is missing (synth configs only).
-        "generate": None,  # e.g. {num: 600, seed: 0, layout: mfnet}
+        "generate": None,  # e.g. {num: 600, seed: 0, layout: mfnet, warm_surfaces: 0.0}
         # Unlabelled real visible/infrared pairs (fusionsam_model.data.unlabelled) mixed
         # into every step's batch for the label-free losses only (stage-1 reconstruction,
         # fused-image loss), e.g. {root: ../shared/data/roadscene, batch_size: 4}.

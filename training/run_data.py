@@ -61,6 +61,7 @@ class RunData:
                     int(gen.get("seed", 0)),
                     gen.get("layout", "mfnet"),
                     progress=opts.train.progress,
+                    warm_chance=float(gen.get("warm_surfaces", 0.0)),
                 )
             barrier(info)
         train_ds = open_dataset(root, data.train_split, layout=data.layout)

@@ -891,14 +891,47 @@ def _thermal_sensor(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return np.clip(t, 0, 255).astype(np.uint8)
 
 
+SUN_WARMED_KINDS = ("building", "vegetation", "pole", "sign", "traffic_lamp", "guardrail")
+SUN_BOOST = (50, 115)  # thermal counts added to a warmed surface: into the persons' range
+
+
+def warm_surfaces(c: _Canvas, rng: np.random.Generator, chance: float, night: bool) -> None:
+    """Sun-soaked (day) or heated (night, at a third of the chance) static surfaces.
+
+    In the real 8-bit thermal images of msrs_dev a sunlit pole, wall or hedge is as bright
+    as a pedestrian, so by day "warm" does not mean "person"; without such surfaces the
+    synthetic scenes teach exactly that shortcut. Each connected region of a static kind
+    (a pole, a facade, a crown) is warmed with probability ``chance`` by a random amount,
+    brighter at its top (sunlit) than at its foot. Labels are untouched."""
+    if night:
+        chance /= 3.0
+    rows = np.arange(c.h, dtype=np.int32)[:, None]
+    for kind in SUN_WARMED_KINDS:
+        count, regions = cv2.connectedComponents((c.kind == _KIND[kind]).astype(np.uint8), 8)
+        for region in range(1, count):
+            if rng.random() >= chance:
+                continue
+            inside = regions == region
+            top, foot = np.flatnonzero(inside.any(axis=1))[[0, -1]]
+            boost = int(rng.integers(*SUN_BOOST))
+            fade = boost - (boost // 3) * (rows - top) // max(1, foot - top)
+            warmed = c.temp.astype(np.int32) + np.broadcast_to(fade, c.temp.shape)
+            c.temp[inside] = np.clip(warmed[inside], 0, 255).astype(np.uint8)
+
+
 def render(
-    seed: int, index: int, layout: str = "mfnet"
+    seed: int, index: int, layout: str = "mfnet", warm_chance: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pair: (rgb (H,W,3) uint8 RGB, thermal (H,W) uint8, label (H,W) uint8 in the layout's ids)."""
+    """One pair: (rgb (H,W,3) uint8 RGB, thermal (H,W) uint8, label (H,W) uint8 in the layout's ids).
+
+    ``warm_chance`` > 0 warms static surfaces (``warm_surfaces``) from a random stream of
+    its own, so the scene, its RGB image and its labels stay those of ``warm_chance`` 0."""
     spec = LAYOUTS[layout]
     rng = np.random.default_rng([seed, index])
     night = is_night(image_name(index))
     canvas = _Scene(rng, spec.height, spec.width, night).render()
+    if warm_chance > 0:
+        warm_surfaces(canvas, np.random.default_rng([seed, index, 1]), warm_chance, night)
     rgb = _rgb_sensor(canvas, rng, night)
     thermal = _thermal_sensor(canvas, rng)
     return rgb, thermal, spec.kind_lut[canvas.kind]
@@ -907,10 +940,10 @@ def render(
 # ------------------------------------------------------------------ files -----
 
 
-def _write_one(task: tuple[str, int, int, str]) -> tuple[int, str]:
-    out, seed, index, layout = task
+def _write_one(task: tuple[str, int, int, str, float]) -> tuple[int, str]:
+    out, seed, index, layout, warm_chance = task
     cv2.setNumThreads(1)
-    rgb, thermal, label = render(seed, index, layout)
+    rgb, thermal, label = render(seed, index, layout, warm_chance)
     name, root = image_name(index), Path(out)
     if layout == "mfnet":
         write_mfnet_sample(root, name, rgb, thermal, label)
@@ -929,6 +962,7 @@ def generate(
     layout: str = "mfnet",
     workers: int = 1,
     progress: bool = True,
+    warm_chance: float = 0.0,
 ) -> dict[str, list[str]]:
     """Write ``num`` pairs under ``out``; returns {split: names}. Existing files are overwritten."""
     if layout not in LAYOUTS:
@@ -937,6 +971,8 @@ def generate(
         raise ValueError(f"--num must be at least 1, got {num}")
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
+    if not 0.0 <= warm_chance <= 1.0:
+        raise ValueError(f"--warm-surfaces must be in [0, 1], got {warm_chance}")
     root = Path(out)
     subdirs = (
         ("images", "labels")
@@ -945,7 +981,7 @@ def generate(
     )
     for sub in subdirs:
         (root / sub).mkdir(parents=True, exist_ok=True)
-    tasks = [(str(root), int(seed), i, layout) for i in range(num)]
+    tasks = [(str(root), int(seed), i, layout, float(warm_chance)) for i in range(num)]
     bar = tqdm(total=num, desc=f"fusionsam-synth {layout}", unit="pair", disable=not progress)
     if workers == 1:
         results = []
@@ -983,10 +1019,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="mfnet")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--warm-surfaces",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a static surface (pole, facade, tree) is sun-warmed into the "
+        "persons' thermal range by day (P/3 at night); default 0",
+    )
     args = parser.parse_args(argv)
     try:
         splits = generate(
-            args.out, args.num, args.seed, args.layout, args.workers, not args.no_progress
+            args.out,
+            args.num,
+            args.seed,
+            args.layout,
+            args.workers,
+            not args.no_progress,
+            args.warm_surfaces,
         )
     except ValueError as err:
         parser.error(str(err))
