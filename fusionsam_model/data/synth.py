@@ -905,18 +905,16 @@ def warm_surfaces(c: _Canvas, rng: np.random.Generator, chance: float, night: bo
     brighter at its top (sunlit) than at its foot. Labels are untouched."""
     if night:
         chance /= 3.0
-    rows = np.arange(c.h, dtype=np.int32)[:, None]
     for kind in SUN_WARMED_KINDS:
         count, regions = cv2.connectedComponents((c.kind == _KIND[kind]).astype(np.uint8), 8)
         for region in range(1, count):
             if rng.random() >= chance:
                 continue
-            inside = regions == region
-            top, foot = np.flatnonzero(inside.any(axis=1))[[0, -1]]
+            ys, xs = np.nonzero(regions == region)
+            top, foot = ys.min(), ys.max()
             boost = int(rng.integers(*SUN_BOOST))
-            fade = boost - (boost // 3) * (rows - top) // max(1, foot - top)
-            warmed = c.temp.astype(np.int32) + np.broadcast_to(fade, c.temp.shape)
-            c.temp[inside] = np.clip(warmed[inside], 0, 255).astype(np.uint8)
+            fade = boost - (boost // 3) * (ys - top) // max(1, foot - top)
+            c.temp[ys, xs] = np.clip(c.temp[ys, xs] + fade, 0, 255).astype(np.uint8)
 
 
 def render(
