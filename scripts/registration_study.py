@@ -1,8 +1,9 @@
 """Registration study (issue 24): does fusionsam-calibrate recover known homographies on
 real pairs, what does the warp cost, and do masks agree with the registered prediction?
 
-    python scripts/registration_study.py [--cases 24] [--frames 8] [--single 24]
+    python scripts/registration_study.py [--cases 24] [--frames 30] [--single 24]
         [--agreement-frames 12] [--out runs/registration_study]
+    python scripts/registration_study.py --plot RUN [RUN ...] --out DIR   # DIR/recovery.png
 
 Cases are built from registered real pairs (RoadScene ``../shared/data/roadscene``,
 msrs_dev ``../shared/data/msrs_dev``): a thermal camera with a narrower field of view
@@ -224,6 +225,8 @@ def recovery(sources: list[Sequence_], args: argparse.Namespace, rng) -> dict:
     out: dict = {}
     for kind in ("multi", "single"):
         rows = [d for d in details if d["kind"] == kind]
+        if not rows:
+            continue
         out[kind] = distribution([d["error_px"] for d in rows])
         out[f"{kind}_vs_G_R0"] = distribution([d["error_vs_G_R0_px"] for d in rows])
         for src in sorted({d["source"] for d in rows}):
@@ -443,6 +446,53 @@ def markdown(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+CURVES = (  # (label, kind, sources, error key) of the recovery picture
+    ("RoadScene, 30 frames", "multi", ("roadscene",), "error_px"),
+    ("msrs_dev day, 30 frames", "multi", ("msrs_day",), "error_px"),
+    ("msrs_dev night, 30 frames", "multi", ("msrs_night",), "error_px"),
+    ("msrs_dev day + night, against G∘R0", "multi", ("msrs_day", "msrs_night"), "error_vs_G_R0_px"),
+    ("single frames, all sources", "single", ("roadscene", "msrs_day", "msrs_night"), "error_px"),
+)
+
+
+def plot_recovery(runs: list[Path], png: Path) -> None:
+    """The share of cases recovered within x px, per kind of case, pooled over the given
+    study runs (their registration_study.json): the distribution the bar is read from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [c for r in runs
+             for c in json.loads((r / "registration_study.json").read_text())["recovery"]["cases"]]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    x = np.geomspace(0.2, 100, 400)
+    for label, kind, sources, key in CURVES:
+        errors = np.asarray([c[key] for c in cases if c["kind"] == kind and c["source"] in sources],
+                            np.float64)  # fmt: skip
+        errors = np.where(np.isnan(errors), np.inf, errors)  # refused: never within x
+        if errors.size:
+            share = (errors[None, :] <= x[:, None]).mean(axis=1)
+            within = 100 * np.mean(errors <= 2.0)
+            ax.step(x, 100 * share, where="post",
+                    label=f"{label} (n={errors.size}, ≤ 2 px: {within:.0f} %)")  # fmt: skip
+    ax.axvline(2.0, color="grey", ls="--", lw=1)
+    ax.axhline(90.0, color="grey", ls=":", lw=1)
+    ax.text(2.1, 3, "bar: ≤ 2 px in ≥ 90 % of the cases", color="grey", fontsize=8)
+    ax.set(xscale="log", xlim=(0.2, 100), ylim=(0, 101), xlabel="mean corner error (RGB px)",
+           ylabel="cases within (%)",
+           title="fusionsam-calibrate on real pairs warped by known homographies")  # fmt: skip
+    ticks = [0.5, 1, 2, 5, 10, 20, 50, 100]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7.5, loc="upper left")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+    print(f"wrote {png} from {len(cases)} cases")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=24, help="multi-frame cases")
@@ -465,7 +515,13 @@ def main(argv: list[str] | None = None) -> int:
                    "size, i.e. the registered image warped in place)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/registration_study")
+    p.add_argument("--plot", nargs="+", type=Path, metavar="RUN",
+                   help="only draw the recovery distribution of these study runs (their --out "
+                   "folders) into --out/recovery.png")  # fmt: skip
     args = p.parse_args(argv)
+    if args.plot:
+        plot_recovery(args.plot, Path(args.out) / "recovery.png")
+        return 0
     globals()["THERMAL_FRACTION"] = args.thermal_fraction
     cv2.setNumThreads(1)  # one core: the figures do not depend on the machine's load as much
     skip = set(filter(None, args.skip.split(",")))

@@ -255,6 +255,7 @@ def test_calibrate_recovers_a_known_homography_on_real_pairs(tmp_path: Path, cap
     print(f"mean corner error {error:.2f} px")
     assert error <= 2.0, printed
     assert "residual:" in printed and "coverage:" in printed and "ECC correlation" in printed
+    assert "only 8 frame(s) aligned" in printed  # fewer than targetless.ENOUGH_FRAMES
     assert (out / "overlay.png").is_file() and (out / "calibration.json").is_file()
     params = validate({"thermal_homography": list(h.reshape(-1))})  # the node accepts it
     assert len(params.thermal_homography) == 9

@@ -360,6 +360,7 @@ def correlation(t_edges: np.ndarray, r_edges: np.ndarray, h: np.ndarray) -> floa
 
 
 MAX_JOINT_FRAMES = 20  # frames in the joint refinement (evenly spread over the accepted)
+ENOUGH_FRAMES = 20  # fewer aligned frames get a note (study: 12 frames 83 % within 2 px, 30: 100 %)
 
 
 def calibrate(
@@ -415,6 +416,16 @@ def calibrate(
         )
     else:
         residual, kind = float("nan"), "not measurable from fewer than 4 frames"
+    notes = [
+        f"single-frame estimates: median {np.median(spread):.2f} px from the joint one "
+        "(one frame's edges pin a homography down loosely; the joint estimate pools them)"
+    ]
+    if len(accepted) < ENOUGH_FRAMES:
+        notes.append(
+            f"note: only {len(accepted)} frame(s) aligned; on real pairs 30 frames recovered the "
+            "homography within 2 px in every case, 12 frames in 83 %, one frame typically 5-20 "
+            f"px off (docs/registration.md): record {ENOUGH_FRAMES}-30 frames spread over a drive"
+        )
     return Calibration(
         homography=h,
         method="targetless (ECC on gradient maps)",
@@ -426,10 +437,7 @@ def calibrate(
         residual_px=residual,
         residual_kind=kind,
         correlation=rho,
-        notes=[
-            f"single-frame estimates: median {np.median(spread):.2f} px from the joint one "
-            "(one frame's edges pin a homography down loosely; the joint estimate pools them)"
-        ],
+        notes=notes,
     )
 
 
