@@ -28,7 +28,8 @@ from fusionsam_ros.tools import calibrate
 CALIBRATION_FRAMES = 30  # fusionsam-calibrate's default --frames
 SCORED_FRAMES = 4
 AGREEMENT_BAR = 0.97  # issue 24
-MASK_TIMEOUT_S = 60.0
+MASK_TIMEOUT_S = 20.0  # per attempt
+SEND_ATTEMPTS = 3
 
 
 def test_node_with_the_calibrated_homography_agrees_with_the_registered_prediction(
@@ -60,12 +61,16 @@ def test_node_with_the_calibrated_homography_agrees_with_the_registered_predicti
         assert ros_client.wait_for_peers(), node.output()
         masks = []
         for k, (_, rgb, infrared) in enumerate(frames[:SCORED_FRAMES]):
-            stamp = time.time_ns() + k
-            rgb_pub.publish(make_image(rgb, "rgb8", stamp))
-            thermal_pub.publish(make_image(thermal_camera(infrared, g, rgb_hw), "mono8", stamp))
-            mask = wait_until(lambda s=stamp: mask_with_stamp(ros_client, s), MASK_TIMEOUT_S)
-            assert mask, f"no mask for pair {k}:\n{node.output()}"
-            masks.append(conv.image_to_array(mask_with_stamp(ros_client, stamp)))
+            thermal = thermal_camera(infrared, g, rgb_hw)
+            for _ in range(SEND_ATTEMPTS):  # best effort input: a lost image loses the pair
+                stamp = time.time_ns()
+                rgb_pub.publish(make_image(rgb, "rgb8", stamp))
+                thermal_pub.publish(make_image(thermal, "mono8", stamp))
+                if wait_until(lambda s=stamp: mask_with_stamp(ros_client, s), MASK_TIMEOUT_S):
+                    break
+            mask = mask_with_stamp(ros_client, stamp)
+            assert mask is not None, f"no mask for pair {k}:\n{node.output()}"
+            masks.append(conv.image_to_array(mask))
     finally:
         assert node.stop() == 0, node.output()
 
