@@ -525,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
                    "folders) into --out/recovery.png")  # fmt: skip
     args = p.parse_args(argv)
     if args.plot:
+        missing = [str(r) for r in args.plot if not (r / "registration_study.json").is_file()]
+        if missing:
+            print(f"no registration_study.json in: {', '.join(missing)}", file=sys.stderr)
+            return 2
         plot_recovery(args.plot, Path(args.out) / "recovery.png")
         return 0
     globals()["THERMAL_FRACTION"] = args.thermal_fraction
