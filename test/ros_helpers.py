@@ -140,6 +140,12 @@ class RosClient:
         with self._lock:
             return list(self.messages.get(topic, []))
 
+    def stamped(self, topic: str, stamp_ns: int) -> Any:
+        """The first message received on ``topic`` whose header stamp is ``stamp_ns``, or None."""
+        from fusionsam_ros.ros_time import stamp_ns as stamp_of
+
+        return next((m for m in self.received(topic) if stamp_of(m) == stamp_ns), None)
+
     def clear(self) -> None:
         with self._lock:
             for msgs in self.messages.values():

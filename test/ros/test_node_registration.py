@@ -63,11 +63,7 @@ def send(client, thermal_hw=THERMAL_HW) -> int:
 
 
 def mask_for(client, stamp: int):
-    sec, nsec = divmod(stamp, 1_000_000_000)
-    for m in client.received(OUTPUT_TOPICS["semantic"]):
-        if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nsec):
-            return m
-    return None
+    return client.stamped(OUTPUT_TOPICS["semantic"], stamp)
 
 
 def diagnostics_when(client, predicate) -> dict[str, str]:

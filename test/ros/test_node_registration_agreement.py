@@ -47,7 +47,9 @@ def test_node_with_the_calibrated_homography_agrees_with_the_registered_predicti
     assert code == 0, printed
     params_file = out / "thermal_homography.yaml"
     h = load_homography(str(params_file))
+    thermals = [thermal_camera(ir, g, rgb_hw) for _, _, ir in frames[:SCORED_FRAMES]]
     error = targetless.corner_error(h, g, rgb_hw)
+    semantic = OUTPUT_TOPICS["semantic"]
 
     node = start_fusionsam_node(
         ros_env, tmp_path / "node", checkpoint=BUNDLED_CHECKPOINT, params_files=[params_file]
@@ -57,18 +59,17 @@ def test_node_with_the_calibrated_homography_agrees_with_the_registered_predicti
         assert "registration=homography" in node.output()
         rgb_pub = ros_client.publisher("rgb/image")
         thermal_pub = ros_client.publisher("thermal/image")
-        ros_client.subscribe(OUTPUT_TOPICS["semantic"])
+        ros_client.subscribe(semantic)
         assert ros_client.wait_for_peers(), node.output()
         masks = []
-        for k, (_, rgb, infrared) in enumerate(frames[:SCORED_FRAMES]):
-            thermal = thermal_camera(infrared, g, rgb_hw)
+        for k, ((_, rgb, _), thermal) in enumerate(zip(frames, thermals, strict=False)):
             for _ in range(SEND_ATTEMPTS):  # best effort input: a lost image loses the pair
                 stamp = time.time_ns()
                 rgb_pub.publish(make_image(rgb, "rgb8", stamp))
                 thermal_pub.publish(make_image(thermal, "mono8", stamp))
-                if wait_until(lambda s=stamp: mask_with_stamp(ros_client, s), MASK_TIMEOUT_S):
+                if wait_until(lambda s=stamp: ros_client.stamped(semantic, s), MASK_TIMEOUT_S):
                     break
-            mask = mask_with_stamp(ros_client, stamp)
+            mask = ros_client.stamped(semantic, stamp)
             assert mask is not None, f"no mask for pair {k}:\n{node.output()}"
             masks.append(conv.image_to_array(mask))
     finally:
@@ -79,9 +80,8 @@ def test_node_with_the_calibrated_homography_agrees_with_the_registered_predicti
     unseen = offline.registration.layout(rgb_hw, rgb_hw).uncovered
     seen = np.ones(rgb_hw, bool) if unseen is None else ~unseen
     agreement, same_as_offline = [], []
-    for mask, (_, rgb, infrared) in zip(masks, frames, strict=False):
+    for mask, (_, rgb, infrared), thermal in zip(masks, frames, thermals, strict=False):
         reference = registered.predict(rgb, infrared, return_fused=False).labels
-        thermal = thermal_camera(infrared, g, rgb_hw)
         offline_labels = offline.predict(rgb, thermal, return_fused=False).labels
         agreement.append(float(np.mean(mask[seen] == reference[seen])))
         same_as_offline.append(float(np.mean(mask == offline_labels)))
@@ -94,12 +94,3 @@ def test_node_with_the_calibrated_homography_agrees_with_the_registered_predicti
     )
     assert np.mean(agreement) >= AGREEMENT_BAR, agreement
     assert min(same_as_offline) >= 0.995, same_as_offline
-
-
-def mask_with_stamp(client, stamp: int):
-    """The semantic mask published for the pair stamped ``stamp`` (ns), or None."""
-    sec, nsec = divmod(stamp, 1_000_000_000)
-    for m in client.received(OUTPUT_TOPICS["semantic"]):
-        if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nsec):
-            return m
-    return None
